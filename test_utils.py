@@ -1,0 +1,147 @@
+"""Checks that students run after each exercise.
+
+``summary`` turns a Keras model into a plain list with one row per layer, and
+``comparator`` compares such a list with the expected one and explains the
+first difference it finds.  Both only read the model, so they are safe to call
+as often as you like.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up notices hidden.
+
+    TensorFlow writes them straight to file descriptor 2, where no log level
+    reaches them; in a notebook they show up as an alarming red box.  Only the
+    import is muted: Python exceptions still propagate as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow
+
+
+tf = _import_tensorflow_quietly()
+
+# Extra fields that ``summary`` adds after [type, shape, params], per layer type.
+EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
+    "Conv2D": ("padding", "activation", "initializer"),
+    "MaxPooling2D": ("pool size",),
+    "Dropout": ("rate",),
+}
+BASE_FIELDS = ("layer type", "output shape", "parameters")
+
+
+def _output_shape(layer: tf.keras.layers.Layer) -> Any:
+    shape = tuple(layer.output.shape)
+    # The course lists the input layer's shape inside a list; keep that form so
+    # expected lists copied from the assignment stay valid.
+    return [shape] if isinstance(layer, tf.keras.layers.InputLayer) else shape
+
+
+def layer_row(layer: tf.keras.layers.Layer) -> list:
+    """Describe one layer as ``[class name, output shape, params, extras...]``."""
+    kind = type(layer).__name__
+    row: list = [kind, _output_shape(layer), layer.count_params()]
+    if kind == "Conv2D":
+        row += [
+            layer.padding,
+            layer.activation.__name__,
+            type(layer.kernel_initializer).__name__,
+        ]
+    elif kind == "MaxPooling2D":
+        row.append(tuple(layer.pool_size))
+    elif kind == "Dropout":
+        row.append(layer.rate)
+    return row
+
+
+def summary(model: tf.keras.Model) -> list[list]:
+    """Return one row per layer of ``model``, in the order Keras lists them.
+
+    Each row is ``[class name, output shape, number of parameters]`` followed,
+    for ``Conv2D``, by padding, activation name and initializer class; for
+    ``MaxPooling2D`` by the pool size; for ``Dropout`` by the rate.
+    """
+    return [layer_row(layer) for layer in model.layers]
+
+
+def _field_name(kind: str, index: int) -> str:
+    names = BASE_FIELDS + EXTRA_FIELDS.get(kind, ())
+    return names[index] if index < len(names) else f"field {index}"
+
+
+def _same(expected: Any, got: Any) -> bool:
+    if isinstance(expected, float) or isinstance(got, float):
+        try:
+            return abs(float(expected) - float(got)) < 1e-9
+        except (TypeError, ValueError):
+            return False
+    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(expected) == len(got) and all(_same(e, g) for e, g in zip(expected, got, strict=True))
+    return expected == got
+
+
+def _kind(row: Sequence) -> str:
+    return str(row[0]) if len(row) else "?"
+
+
+def _length_message(learner: Sequence, instructor: Sequence) -> str:
+    """Explain a layer count mismatch as the first missing or extra layer."""
+    matcher = difflib.SequenceMatcher(
+        a=[_kind(r) for r in instructor], b=[_kind(r) for r in learner], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "delete" or (tag == "replace" and i2 - i1 > j2 - j1):
+            return (
+                f"Missing layer at index {i1}: expected {list(instructor[i1])}, "
+                f"but your model has no such layer there "
+                f"({len(learner)} layers instead of {len(instructor)})."
+            )
+        if tag == "insert" or (tag == "replace" and j2 - j1 > i2 - i1):
+            return (
+                f"Extra layer at index {j1}: got {list(learner[j1])}, "
+                f"which the expected model does not have "
+                f"({len(learner)} layers instead of {len(instructor)})."
+            )
+    return f"Your model has {len(learner)} layers, the expected model {len(instructor)}."
+
+
+def comparator(learner: Sequence[Sequence], instructor: Sequence[Sequence]) -> None:
+    """Compare a ``summary`` of your model with the expected list.
+
+    Prints ``All tests passed!`` when they match.  Otherwise raises
+    ``AssertionError`` naming the first difference: the layer index and type,
+    the field, the expected value and what your model has, or a missing or
+    extra layer.
+    """
+    if len(learner) != len(instructor):
+        raise AssertionError(_length_message(learner, instructor))
+    for index, (got, expected) in enumerate(zip(learner, instructor, strict=True)):
+        kind = _kind(expected)
+        if len(got) != len(expected):
+            raise AssertionError(
+                f"Layer {index} ({kind}): expected {len(expected)} fields "
+                f"{list(expected)}, got {len(got)} fields {list(got)}."
+            )
+        for field, (g, e) in enumerate(zip(got, expected, strict=True)):
+            if not _same(e, g):
+                raise AssertionError(
+                    f"Layer {index} ({kind}): {_field_name(kind, field)} "
+                    f"expected {e!r}, got {g!r}."
+                )
+    print("All tests passed!")
