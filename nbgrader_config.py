@@ -1,0 +1,38 @@
+"""nbgrader settings for the U-Net course; run nbgrader commands from this folder.
+
+    nbgrader generate_assignment unet_segmentation --force
+    nbgrader autograde unet_segmentation --force
+    nbgrader generate_feedback unet_segmentation --force
+    nbgrader export
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+# Kernels started by nbgrader inherit this process's environment: the hidden
+# tests import `grader.checks` from this folder, and TensorFlow must not write
+# start-up logs to stderr, because nbgrader scores a test cell 0 for any stderr.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# nbgrader runs `alembic` by name; make the virtual environment's copy findable
+# even when the environment was not activated.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+c = get_config()  # noqa: F821 - provided by nbgrader when it reads this file
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = "unet-segmentation"
+c.CourseDirectory.source_directory = "notebooks"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
+
+# Any TensorFlow/absl log line that still reaches stderr is dropped before scoring.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"^(?:[IWE]\d{4} \d|WARNING: All log messages before absl::InitializeLog)"
+c.Execute.timeout = 60
