@@ -30,7 +30,7 @@ data: $(STAMP)
 demo: data
 	$(BIN)/python -m grader.demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

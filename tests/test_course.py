@@ -1,0 +1,98 @@
+"""The nbgrader course end to end: release, autograde, feedback, export.
+
+Runs the instructor's commands from the repository root (so nbgrader_config.py
+applies) against a private course folder, leaving the real one alone.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.course import ASSIGNMENT, NOTEBOOK, ROOT, reference_solutions
+from grader.examples import EXAMPLES, write_examples
+from grader.report import scores
+
+pytestmark = pytest.mark.slow
+
+EXPECTED = {
+    "reference": {"conv_block": 30, "upsampling_block": 30, "unet_model": 40, "total": 100},
+    "untouched": {"conv_block": 0, "upsampling_block": 0, "unet_model": 0, "total": 0},
+    "bug_conv_block": {"conv_block": 0, "upsampling_block": 30, "unet_model": 40, "total": 70},
+    "bug_upsampling_block": {"conv_block": 30, "upsampling_block": 0, "unet_model": 40, "total": 70},
+    "bug_unet_model": {"conv_block": 30, "upsampling_block": 30, "unet_model": 0, "total": 60},
+}
+
+
+class Course:
+    def __init__(self, root: Path, data: Path):
+        self.root = root
+        self.db_url = f"sqlite:///{root / 'gradebook.db'}"
+        self.env = {**os.environ, "CARLA_DATA_DIR": str(data), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        (root / "notebooks").symlink_to(ROOT / "notebooks")
+
+    def nbgrader(self, *args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "nbgrader", *args,
+                   f"--CourseDirectory.root={self.root}", f"--CourseDirectory.db_url={self.db_url}"]
+        result = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    @property
+    def release(self) -> Path:
+        return self.root / "release" / ASSIGNMENT
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, small_data) -> Course:
+    course = Course(tmp_path_factory.mktemp("course"), small_data)
+    course.nbgrader("generate_assignment", ASSIGNMENT, "--force")
+    write_examples(course.root / "submitted", course.release / f"{NOTEBOOK}.ipynb")
+    course.nbgrader("autograde", ASSIGNMENT, "--force")
+    course.nbgrader("generate_feedback", ASSIGNMENT, "--force")
+    course.nbgrader("export", f"--CsvExportPlugin.to={course.root / 'grades.csv'}")
+    return course
+
+
+def test_example_submissions_get_their_exact_scores(course):
+    got = {student: scores(student, course.db_url) for student in EXAMPLES}
+    assert got == EXPECTED
+
+
+def test_release_is_self_contained(course):
+    names = {p.relative_to(course.release).as_posix() for p in course.release.rglob("*") if p.is_file()}
+    assert {f"{NOTEBOOK}.ipynb", "test_utils.py", "carla_data.py", "carla_plots.py", "carla_synth.py",
+            "images/unet_architecture.png", "images/unet_blocks.png"} <= names
+    assert not any(p.is_symlink() for p in course.release.rglob("*")), "students must get real files"
+
+
+def test_release_has_no_solution_and_no_hidden_test(course):
+    text = (course.release / f"{NOTEBOOK}.ipynb").read_text()
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "grader.checks", "check_unet_encoder("):
+        assert marker not in text
+    nb = nbformat.read(course.release / f"{NOTEBOOK}.ipynb", as_version=4)
+    release_code = "\n".join(cell.source for cell in nb.cells)
+    for exercise, code in reference_solutions().items():
+        body = [line.strip() for line in code.splitlines()
+                if line.strip() and not line.strip().startswith(("def ", "return", '"""', "inputs = Input",
+                                                                  "model = tf.keras.Model"))
+                and "--" not in line and not line.strip().endswith(":")]
+        leaked = [line for line in body if line in release_code and "=" in line]
+        assert leaked == [], f"{exercise} solution lines in the release: {leaked}"
+
+
+def test_feedback_explains_the_lost_points(course):
+    feedback = (course.root / "feedback" / "bug_conv_block" / ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
+    assert "skip_connection must be the output of the last Conv2D" in feedback
+    feedback = (course.root / "feedback" / "bug_upsampling_block" / ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
+    assert "building the model raised ValueError" in feedback
+
+
+def test_export_writes_one_row_per_student(course):
+    with open(course.root / "grades.csv") as f:
+        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
+    assert rows == {student: float(EXPECTED[student]["total"]) for student in EXAMPLES}
