@@ -21,10 +21,17 @@ PREFIX = "example_"
 
 
 def nbgrader(*args: str) -> None:
-    """Run one nbgrader command in the course root, stopping the demo if it fails."""
+    """Run one nbgrader command in the course root, stopping the demo if it fails.
+
+    Its log (and the kernels' start-up chatter) is shown only when it fails.
+    """
     command = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
     print("$ nbgrader " + " ".join(args), flush=True)
-    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"nbgrader {args[0]} failed (exit {result.returncode}); its log is above.")
 
 
 def main() -> None:

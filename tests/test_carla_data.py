@@ -111,7 +111,7 @@ def test_hidden_files_are_ignored(data):
 def test_greyscale_mask_is_refused_with_the_channel_rule(data):
     mask = first(data, "CameraMask")
     iio.imwrite(mask, np.zeros((480, 640), np.uint8), extension=".png")
-    with pytest.raises(DataError, match=rf"{mask.name}: expected an 8-bit RGB or RGBA PNG, got bit depth 8 with colour"):
+    with pytest.raises(DataError, match=rf"{mask.name}: expected an 8-bit RGB or RGBA PNG, got bit depth 8"):
         list_pairs(data)
 
 
