@@ -153,6 +153,13 @@ def _png_names(folder: Path) -> dict[str, Path]:
     return names
 
 
+def _require_partners(files: dict[str, Path], partners: dict[str, Path], partner_dir: Path, problem: str) -> None:
+    lonely = sorted(files.keys() - partners.keys())
+    if lonely:
+        more = f" ({len(lonely) - 1} more like it)" if len(lonely) > 1 else ""
+        raise DataError(f"{files[lonely[0]]}: {problem} (expected {partner_dir / lonely[0]}){more}.")
+
+
 def list_pairs(data_dir: str | os.PathLike) -> list[Pair]:
     """Pair every ``CameraRGB`` image with the ``CameraMask`` file of the same name.
 
@@ -162,10 +169,8 @@ def list_pairs(data_dir: str | os.PathLike) -> list[Pair]:
     root = Path(data_dir)
     images = _png_names(root / IMAGE_DIR)
     masks = _png_names(root / MASK_DIR)
-    for name in sorted(images.keys() - masks.keys()):
-        raise DataError(f"{images[name]}: image has no mask (expected {root / MASK_DIR / name}).")
-    for name in sorted(masks.keys() - images.keys()):
-        raise DataError(f"{masks[name]}: mask has no image (expected {root / IMAGE_DIR / name}).")
+    _require_partners(images, masks, root / MASK_DIR, "image has no mask")
+    _require_partners(masks, images, root / IMAGE_DIR, "mask has no image")
     pairs = []
     for name in sorted(images):
         pair = Pair(images[name], masks[name])

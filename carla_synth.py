@@ -173,24 +173,21 @@ def _side_x(s: Street, y: float, side: int, where: float) -> float:
 
 
 def _fence(c: Canvas, s: Street):
+    """A fence or guard rail standing just beyond each sidewalk's outer edge (each side half the time)."""
     rng = c.rng
-    for side in (-1, 1):
+    outer = s.edges_at(_YY, 1.0 + 2 * s.walk)
+    t = s.depth(_YY)
+    height = 10 + 60 * t
+    # Row where the outer sidewalk edge passes each column: the fence's foot.
+    base_y = s.horizon + np.abs(_XX - s.vx) / max(s.half_width * (1 + 2 * s.walk), 1) * (H - s.horizon)
+    upright = (_YY > base_y - height) & (_YY <= base_y) & (_YY >= s.horizon)
+    for side, edge in zip((-1, 1), outer, strict=True):
         if rng.random() < 0.5:
             continue
         cls = "Fence" if rng.random() < 0.7 else "GuardRail"
-        _, right = s.edges_at(_YY, 1.0 + 2 * s.walk)
-        left, _ = s.edges_at(_YY, 1.0 + 2 * s.walk)
-        edge = right if side > 0 else left
-        t = s.depth(_YY)
-        height = 10 + 60 * t
-        # The fence stands on the outer sidewalk edge; its base follows the edge line.
-        beyond = (_XX - edge) * side > 0
-        near_base = np.abs(_XX - edge) < 120 * t + 2
-        band = beyond & near_base & (_YY >= s.horizon)
-        base_y = s.horizon + (np.abs(_XX - s.vx) / max(s.half_width * (1 + 2 * s.walk), 1)) * (H - s.horizon)
-        region = band & (_YY > base_y - height) & (_YY <= base_y)
+        region = upright & ((_XX - edge) * side > 0) & (np.abs(_XX - edge) < 120 * t + 2)
         if cls == "Fence":
-            region &= ((_XX // max(3, 1)) % 3 != 0) | (_YY % 12 < 3)
+            region &= (_XX % 3 != 0) | (_YY % 12 < 3)  # slats and rails, with gaps between
         c.paint(region, _grey(rng, 0.2, 0.6), cls, texture=0.03)
 
 
