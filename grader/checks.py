@@ -10,6 +10,7 @@ and not again in Exercise 3.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,13 +27,41 @@ UPSAMPLING_DEFAULTS = {"n_filters": 32}
 UNET_DEFAULTS = {"input_size": (96, 128, 3), "n_filters": 32, "n_classes": 23}
 
 
+class CheckFailed(AssertionError):
+    """A hidden check found a mistake.
+
+    IPython shows only the message (via ``_render_traceback_``), so a student's
+    feedback is the sentence that explains the lost points, not the grader's
+    source and stack.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"Check failed: {self}"]
+
+
+def graded(check: Callable[[Callable], None]) -> Callable[[Callable], None]:
+    """Turn any unexpected error inside ``check`` into a ``CheckFailed`` sentence."""
+
+    @functools.wraps(check)
+    def run(student_function: Callable) -> None:
+        try:
+            check(student_function)
+        except CheckFailed:
+            raise
+        except Exception as err:  # noqa: BLE001 - e.g. a student function returning None
+            summary_line = (check.__doc__ or check.__name__).strip().splitlines()[0].rstrip(".")
+            raise CheckFailed(f"{summary_line}: your code raised {type(err).__name__}: {err}") from None
+
+    return run
+
+
 # -- reading the Keras graph -------------------------------------------------
 
 def producer(tensor) -> Any:
     """The layer whose call returned ``tensor``."""
     history = getattr(tensor, "_keras_history", None)
     if history is None:
-        raise AssertionError(f"Expected a Keras tensor made by a layer, got {type(tensor).__name__}.")
+        raise CheckFailed(f"Expected a Keras tensor made by a layer, got {type(tensor).__name__}.")
     return history.operation
 
 
@@ -59,23 +88,23 @@ def _building(context: str) -> Iterator[None]:
     """Report an error raised while a student's function builds layers as a failed check."""
     try:
         yield
-    except AssertionError:
+    except CheckFailed:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the student's code raised
-        raise AssertionError(f"{context}: building the model raised {type(err).__name__}: {err}") from None
+        raise CheckFailed(f"{context}: building the model raised {type(err).__name__}: {err}") from None
 
 
 def _check_signature(func: Callable, name: str, defaults: dict[str, Any]) -> None:
     if not callable(func):
-        raise AssertionError(f"{name} is not a function.")
+        raise CheckFailed(f"{name} is not a function.")
     params = inspect.signature(func).parameters
     for arg, default in defaults.items():
         if arg not in params:
-            raise AssertionError(
+            raise CheckFailed(
                 f"{name} has no parameter '{arg}'; keep the signature given in the notebook."
             )
         if params[arg].default != default:
-            raise AssertionError(
+            raise CheckFailed(
                 f"{name}: the default of '{arg}' must be {default!r}, "
                 f"found {params[arg].default!r}."
             )
@@ -83,20 +112,20 @@ def _check_signature(func: Callable, name: str, defaults: dict[str, Any]) -> Non
 
 def _pair(result: Any, name: str) -> tuple:
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise AssertionError(f"{name} must return two values, (next_layer, skip_connection).")
+        raise CheckFailed(f"{name} must return two values, (next_layer, skip_connection).")
     return result[0], result[1]
 
 
 def _expect(condition: bool, message: str) -> None:
     if not condition:
-        raise AssertionError(message)
+        raise CheckFailed(message)
 
 
 def _compare_rows(got: list, expected: list, context: str) -> None:
     try:
         comparator(got, expected)
     except AssertionError as err:
-        raise AssertionError(f"{context}: {err}") from None
+        raise CheckFailed(f"{context}: {err}") from None
 
 
 # -- Exercise 1 --------------------------------------------------------------
@@ -141,6 +170,7 @@ def _run_conv_block(conv_block, shape, n_filters, dropout, pooling) -> None:
         )
 
 
+@graded
 def check_conv_block_default(conv_block: Callable) -> None:
     """Layers, shapes and outputs of ``conv_block`` with pooling, several sizes."""
     _check_signature(conv_block, "conv_block", CONV_BLOCK_DEFAULTS)
@@ -154,6 +184,7 @@ def check_conv_block_default(conv_block: Callable) -> None:
     print("conv_block: layers, shapes and outputs are correct.")
 
 
+@graded
 def check_conv_block_options(conv_block: Callable) -> None:
     """Defaults, dropout on and off, pooling off, and where the skip is taken."""
     _check_signature(conv_block, "conv_block", CONV_BLOCK_DEFAULTS)
@@ -194,6 +225,7 @@ def _run_upsampling(upsampling_block, expansive_shape, contractive_shape, n_filt
     return expansive, contractive, out, model
 
 
+@graded
 def check_upsampling_layers(upsampling_block: Callable) -> None:
     """Layers, shapes and parameter counts of ``upsampling_block``."""
     _check_signature(upsampling_block, "upsampling_block", UPSAMPLING_DEFAULTS)
@@ -214,6 +246,7 @@ def check_upsampling_layers(upsampling_block: Callable) -> None:
     print("upsampling_block: layers, shapes and parameters are correct.")
 
 
+@graded
 def check_upsampling_wiring(upsampling_block: Callable) -> None:
     """Transpose settings, what is concatenated with what, and in which order."""
     _check_signature(upsampling_block, "upsampling_block", UPSAMPLING_DEFAULTS)
@@ -292,7 +325,7 @@ class _BlockRecorder:
 def _stand_in_blocks(unet_model: Callable) -> Iterator[_BlockRecorder]:
     namespace = getattr(unet_model, "__globals__", None)
     if namespace is None:
-        raise AssertionError("unet_model must be a plain function defined in the notebook.")
+        raise CheckFailed("unet_model must be a plain function defined in the notebook.")
     recorder = _BlockRecorder()
     saved = {name: namespace.get(name) for name in ("conv_block", "upsampling_block")}
     namespace["conv_block"] = recorder.conv_block
@@ -322,6 +355,7 @@ def _which(tensor, tensors: list, label: str) -> str:
     return "some other tensor"
 
 
+@graded
 def check_unet_encoder(unet_model: Callable) -> None:
     """The five ``conv_block`` calls: filters, dropout, pooling and chaining."""
     for size, n, n_classes in UNET_CASES:
@@ -352,6 +386,7 @@ def check_unet_encoder(unet_model: Callable) -> None:
     print("unet_model: the encoder and bottleneck are built correctly.")
 
 
+@graded
 def check_unet_decoder(unet_model: Callable) -> None:
     """The four ``upsampling_block`` calls, the skip connections and the output head."""
     for size, n, n_classes in UNET_CASES:

@@ -108,3 +108,22 @@ def test_unet_checks_do_not_depend_on_the_students_blocks(reference):
     checks.check_unet_decoder(ns["unet_model"])
     # ... and the stand-ins are removed afterwards.
     assert ns["conv_block"].__name__ == "conv_block"
+
+
+def test_failure_shows_only_the_sentence_in_the_notebook():
+    with pytest.raises(checks.CheckFailed) as err:
+        checks.check_conv_block_default(lambda inputs=None, n_filters=32, dropout_prob=0, max_pooling=True: None)
+    assert err.value._render_traceback_() == [f"Check failed: {err.value}"]
+    assert "must return two values" in str(err.value)
+
+
+def test_unexpected_error_becomes_a_plain_sentence():
+    def conv_block(inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+        raise NotImplementedError()
+
+    with pytest.raises(checks.CheckFailed, match="building the model raised NotImplementedError"):
+        checks.check_conv_block_options(conv_block)
+    with pytest.raises(checks.CheckFailed, match="building the model raised TypeError"):
+        checks.check_unet_encoder(lambda input_size=(96, 128, 3), n_filters=32, n_classes=23: 1 / "x")
+    with pytest.raises(checks.CheckFailed, match="Defaults, dropout on and off.*your code raised AttributeError"):
+        checks.check_conv_block_options(lambda inputs=None, n_filters=32, dropout_prob=0, max_pooling=True: (1, 2))
