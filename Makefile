@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 
-.PHONY: venv data demo test lint figures clean
+.PHONY: venv data demo test lint figures browser-deps clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ lint: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/python notebooks/make_figures.py
+
+# Debian's Chromium for the browser test (Playwright drives it; it downloads no browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf release submitted autograded feedback gradebook.db grades.csv reports

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from carla_synth import generate
-from grader.course import read_source, reference_solutions
+from grader.course import ASSIGNMENT, ROOT, read_source, reference_solutions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -39,3 +41,28 @@ def reference() -> dict:
 
 def read_nb(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
+
+
+class Course:
+    """A private nbgrader course folder that shares the repository's notebooks.
+
+    Commands run from the repository root, so ``nbgrader_config.py`` applies,
+    with the course root and gradebook pointed at the private folder.
+    """
+
+    def __init__(self, root: Path, data: Path):
+        self.root = root
+        self.db_url = f"sqlite:///{root / 'gradebook.db'}"
+        self.env = {**os.environ, "CARLA_DATA_DIR": str(data), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        (root / "notebooks").symlink_to(ROOT / "notebooks")
+
+    def nbgrader(self, *args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "nbgrader", *args,
+                   f"--CourseDirectory.root={self.root}", f"--CourseDirectory.db_url={self.db_url}"]
+        result = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    @property
+    def release(self) -> Path:
+        return self.root / "release" / ASSIGNMENT

@@ -5,17 +5,14 @@ applies) against a private course folder, leaving the real one alone.
 """
 
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from grader.course import ASSIGNMENT, NOTEBOOK, ROOT, reference_solutions
+from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
 from grader.examples import EXAMPLES, write_examples
 from grader.report import scores
+from tests.conftest import Course
 
 pytestmark = pytest.mark.slow
 
@@ -26,25 +23,6 @@ EXPECTED = {
     "bug_upsampling_block": {"conv_block": 30, "upsampling_block": 0, "unet_model": 40, "total": 70},
     "bug_unet_model": {"conv_block": 30, "upsampling_block": 30, "unet_model": 0, "total": 60},
 }
-
-
-class Course:
-    def __init__(self, root: Path, data: Path):
-        self.root = root
-        self.db_url = f"sqlite:///{root / 'gradebook.db'}"
-        self.env = {**os.environ, "CARLA_DATA_DIR": str(data), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        (root / "notebooks").symlink_to(ROOT / "notebooks")
-
-    def nbgrader(self, *args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "nbgrader", *args,
-                   f"--CourseDirectory.root={self.root}", f"--CourseDirectory.db_url={self.db_url}"]
-        result = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    @property
-    def release(self) -> Path:
-        return self.root / "release" / ASSIGNMENT
 
 
 @pytest.fixture(scope="module")
