@@ -58,3 +58,17 @@ def reference_solutions(nb: nbformat.NotebookNode | None = None) -> dict[str, st
             ]
             out[meta["grade_id"]] = "\n".join(lines)
     return out
+
+
+def reference_namespace(code: dict[str, str] | None = None) -> dict:
+    """Run the notebook's import cell and then ``code`` (default: the reference solutions).
+
+    Returns the resulting namespace, as a kernel would hold it after those cells.
+    """
+    nb = read_source()
+    imports = next(cell.source for cell in nb.cells if cell.cell_type == "code")
+    namespace: dict = {}
+    exec(compile(imports, "<imports cell>", "exec"), namespace)
+    for exercise, source in (reference_solutions(nb) if code is None else code).items():
+        exec(compile(source, f"<{exercise}>", "exec"), namespace)
+    return namespace

@@ -1,8 +1,9 @@
-"""`make demo`: release the assignment, grade the example submissions, show the scores.
+"""`make demo`: release the assignment, grade the example submissions, show the results.
 
 Runs the same nbgrader commands an instructor would, from the repository root.
 Only the example students (named ``example_*``) are written and graded, so a
-real class's submissions in the same course folder are left alone.
+real class's submissions in the same course folder are left alone.  Then it
+trains the reference U-Net as the notebook does and saves its figures.
 """
 
 from __future__ import annotations
@@ -13,25 +14,39 @@ import subprocess
 import sys
 import time
 
+from tqdm import tqdm
+
+from grader import summary, training
 from grader.course import ASSIGNMENT, ROOT, SUBMITTED
 from grader.examples import EXAMPLES, write_examples
 from grader.report import feedback_file, format_table
 
 PREFIX = "example_"
+REPORTS = ROOT / "reports"
+# nbgrader logs this line once per finished submission; it drives the progress bar.
+SUBMISSION_DONE = "Setting destination file permissions"
 
 
-def nbgrader(*args: str) -> None:
+def nbgrader(*args: str, submissions: int = 0) -> None:
     """Run one nbgrader command in the course root, stopping the demo if it fails.
 
     Its log (and the kernels' start-up chatter) is shown only when it fails.
+    With ``submissions``, a progress bar counts the submissions it finishes.
     """
-    command = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
+    command = [sys.executable, "-m", "nbgrader", *args, "--log-level=INFO"]
     print("$ nbgrader " + " ".join(args), flush=True)
-    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout + result.stderr)
-        raise SystemExit(f"nbgrader {args[0]} failed (exit {result.returncode}); its log is above.")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log = []
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as process, \
+            tqdm(total=submissions, unit="submission", disable=not submissions, file=sys.stdout) as bar:
+        for line in process.stdout:
+            log.append(line)
+            if SUBMISSION_DONE in line:
+                bar.update()
+    if process.returncode != 0:
+        sys.stderr.write("".join(log))
+        raise SystemExit(f"nbgrader {args[0]} failed (exit {process.returncode}); its log is above.")
 
 
 def main() -> None:
@@ -42,17 +57,26 @@ def main() -> None:
     students = {f"{PREFIX}{name}": text for name, text in EXAMPLES.items()}
     write_examples(SUBMITTED, prefix=PREFIX)
     grading = time.perf_counter()
-    nbgrader("autograde", ASSIGNMENT, "--force", f"--student={PREFIX}*")
+    nbgrader("autograde", ASSIGNMENT, "--force", f"--student={PREFIX}*", submissions=len(students))
     per_submission = (time.perf_counter() - grading) / len(students)
-    nbgrader("generate_feedback", ASSIGNMENT, "--force", f"--student={PREFIX}*")
+    nbgrader("generate_feedback", ASSIGNMENT, "--force", f"--student={PREFIX}*", submissions=len(students))
     nbgrader("export")
+    overview = summary.render(out=REPORTS)
+
+    print(f"\nTraining the reference U-Net as the notebook does (UNET_EPOCHS, default {training.DEFAULT_EPOCHS}):")
+    trained = training.main(["--out", str(REPORTS)])
+
     print()
     print(format_table(students))
+    print()
+    print(overview)
     print()
     print(f"Autograding took {per_submission:.1f} s per submission; demo {time.perf_counter() - started:.0f} s in all.")
     print(f"Student release:  {ROOT / 'release' / ASSIGNMENT}")
     print(f"Feedback (HTML):  {feedback_file(PREFIX + '<name>')}")
     print(f"Grades (CSV):     {ROOT / 'grades.csv'}")
+    print(f"Class summary:    {REPORTS / 'summary.md'}, {REPORTS / 'score_histogram.png'}")
+    print("Training figures: " + ", ".join(str(p) for p in trained.figures))
 
 
 if __name__ == "__main__":

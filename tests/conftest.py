@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from carla_synth import generate
-from grader.course import ASSIGNMENT, ROOT, read_source, reference_solutions
+from grader.course import ASSIGNMENT, ROOT, reference_namespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -23,24 +22,14 @@ def small_data(tmp_path_factory) -> Path:
 
 
 def notebook_namespace(code: dict[str, str]) -> dict:
-    """Run the notebook's import cell and then ``code`` (by exercise), as a kernel would."""
-    nb = read_source()
-    imports = next(cell.source for cell in nb.cells if cell.cell_type == "code")
-    namespace: dict = {}
-    exec(compile(imports, "<imports cell>", "exec"), namespace)
-    for exercise, source in code.items():
-        exec(compile(source, f"<{exercise}>", "exec"), namespace)
-    return namespace
+    """The namespace a kernel holds after the import cell and ``code`` (by exercise)."""
+    return reference_namespace(code)
 
 
 @pytest.fixture(scope="session")
 def reference() -> dict:
     """Namespace holding the reference conv_block, upsampling_block and unet_model."""
-    return notebook_namespace(reference_solutions())
-
-
-def read_nb(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(path, as_version=4)
+    return reference_namespace()
 
 
 class Course:

@@ -9,6 +9,7 @@ import csv
 import nbformat
 import pytest
 
+from grader import summary
 from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
 from grader.examples import EXAMPLES, write_examples
 from grader.report import scores
@@ -74,3 +75,13 @@ def test_export_writes_one_row_per_student(course):
     with open(course.root / "grades.csv") as f:
         rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
     assert rows == {student: float(EXPECTED[student]["total"]) for student in EXAMPLES}
+
+
+def test_instructor_summary_names_the_most_common_reason(course, tmp_path):
+    text = summary.render(course.db_url, course.root / "autograded", tmp_path)
+    assert text.startswith("# unet_segmentation: 5 submissions autograded")
+    assert "Mean 60.0 of 100; full marks: 1; zero: 1." in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "2 of 5" in rows["conv_block"] and "CheckFailed" in rows["conv_block"]
+    assert (tmp_path / "summary.md").read_text().strip() == text
+    assert (tmp_path / "score_histogram.png").read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,98 @@
+"""What an instructor reads after autograding: scores at a glance, and why points were lost.
+
+    python -m grader.summary          # after `nbgrader autograde unet_segmentation`
+
+Prints a score histogram and, per exercise, how many submissions lost points
+and the most common reason, and writes reports/summary.md and
+reports/score_histogram.png.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+from nbgrader.api import Gradebook  # noqa: E402
+
+from grader.course import ASSIGNMENT, AUTOGRADED, DB_URL, NOTEBOOK, ROOT, exercises, nbgrader_meta  # noqa: E402
+
+
+def failure_reasons(student: str, autograded: Path = AUTOGRADED) -> dict[str, str]:
+    """The error message of each failed graded cell in ``student``'s autograded notebook."""
+    path = autograded / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    reasons = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if not nbgrader_meta(cell).get("grade"):
+            continue
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                reasons[grade_id] = f"{output.ename}: {output.evalue}".strip()
+            elif output.output_type == "stream" and output.name == "stderr":
+                reasons[grade_id] = "wrote to stderr: " + output.text.strip().splitlines()[0]
+    return reasons
+
+
+def collect(db_url: str = DB_URL, autograded: Path = AUTOGRADED) -> dict[str, dict[str, float]]:
+    """Scores per graded cell for every autograded submission of the assignment."""
+    with Gradebook(db_url) as gb:
+        return {
+            sub.student.id: {grade.name: grade.score for grade in sub.notebooks[0].grades}
+            for sub in gb.assignment_submissions(ASSIGNMENT)
+            if (autograded / sub.student.id / ASSIGNMENT).is_dir()
+        }
+
+
+def render(db_url: str = DB_URL, autograded: Path = AUTOGRADED, out: Path = ROOT / "reports") -> str:
+    """Write the summary and histogram under ``out`` and return the summary text."""
+    scores = collect(db_url, autograded)
+    graded = exercises()
+    maximum = sum(points for cells in graded.values() for _, points in cells)
+    totals = {student: sum(cells.values()) for student, cells in scores.items()}
+    lines = [f"# {ASSIGNMENT}: {len(totals)} submissions autograded", ""]
+    if not totals:
+        return "\n".join(lines + ["No autograded submissions yet."])
+    mean = sum(totals.values()) / len(totals)
+    lines += [f"Mean {mean:.1f} of {maximum:g}; full marks: {sum(t == maximum for t in totals.values())}; "
+              f"zero: {sum(t == 0 for t in totals.values())}.", "", "| score | submissions |", "|---|---|"]
+    width = maximum / 10
+    for b in range(10):
+        low = b * width
+        count = sum(low <= t < low + width or (b == 9 and t == maximum) for t in totals.values())
+        lines.append(f"| {low:g}-{low + width:g} | {'#' * count} {count} |")
+    lines += ["", "| exercise | lost points | most common reason |", "|---|---|---|"]
+    reasons = {student: failure_reasons(student, autograded) for student in totals}
+    for exercise, cells in graded.items():
+        names = [name for name, _ in cells]
+        losers = [s for s, got in scores.items() if any(got.get(n, 0) < p for n, p in cells)]
+        # One reason per submission: the first failed cell of the exercise.
+        first = [next((reasons[s][n] for n in names if n in reasons[s]), "no score recorded") for s in losers]
+        common = Counter(first).most_common(1)
+        if common:
+            reason, count = common[0]
+            why = f"{reason[:240]} ({count} submission{'s' if count > 1 else ''})"
+        else:
+            why = "-"
+        lines.append(f"| {exercise} | {len(losers)} of {len(totals)} | {why} |")
+    text = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(text + "\n")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(list(totals.values()), bins=10, range=(0, maximum), edgecolor="black")
+    ax.set_xlabel(f"total score (of {maximum:g})")
+    ax.set_ylabel("submissions")
+    ax.set_title(f"{ASSIGNMENT}: {len(totals)} submissions")
+    fig.tight_layout()
+    fig.savefig(out / "score_histogram.png", dpi=100)
+    plt.close(fig)
+    return text
+
+
+if __name__ == "__main__":
+    print(render())
+    print(f"\nWritten: {ROOT / 'reports' / 'summary.md'}, {ROOT / 'reports' / 'score_histogram.png'}")
