@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+# The `nbgrader` command does not put the course folder on the import path,
+# and the hook below lives in the grader package there.
+sys.path.insert(0, str(ROOT))
 
 # Kernels started by nbgrader inherit this process's environment: the hidden
 # tests import `grader.checks` from this folder, and TensorFlow must not write
@@ -36,3 +39,5 @@ c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"^(?:[IWE]\d{4} \d|WARNING: All log messages before absl::InitializeLog)"
 c.Execute.timeout = 60
+# Refresh reports/summary.md and score_histogram.png after each graded submission.
+c.Autograde.post_convert_hook = "grader.summary.after_autograde"

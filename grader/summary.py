@@ -1,10 +1,11 @@
 """What an instructor reads after autograding: scores at a glance, and why points were lost.
 
-    python -m grader.summary          # after `nbgrader autograde unet_segmentation`
+    python -m grader.summary          # any time after `nbgrader autograde`
 
 Prints a score histogram and, per exercise, how many submissions lost points
 and the most common reason, and writes reports/summary.md and
-reports/score_histogram.png.
+reports/score_histogram.png.  nbgrader_config.py also runs it after every
+autograded submission (``after_autograde``), so the files are always current.
 """
 
 from __future__ import annotations
@@ -91,6 +92,19 @@ def render(db_url: str = DB_URL, autograded: Path = AUTOGRADED, out: Path = ROOT
     fig.savefig(out / "score_histogram.png", dpi=100)
     plt.close(fig)
     return text
+
+
+def after_autograde(assignment: str, student: str, notebooks: list[str]) -> None:
+    """nbgrader's post-convert hook: refresh the summary of the course being graded.
+
+    nbgrader calls it after each submission and only logs its errors, so a
+    problem here never stops or changes grading.
+    """
+    from traitlets.config import Application
+
+    coursedir = Application.instance().coursedir
+    root = Path(coursedir.root)
+    render(coursedir.db_url, root / coursedir.autograded_directory, root / "reports")
 
 
 if __name__ == "__main__":

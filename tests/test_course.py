@@ -85,3 +85,9 @@ def test_instructor_summary_names_the_most_common_reason(course, tmp_path):
     assert "2 of 5" in rows["conv_block"] and "CheckFailed" in rows["conv_block"]
     assert (tmp_path / "summary.md").read_text().strip() == text
     assert (tmp_path / "score_histogram.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_autograde_itself_leaves_the_summary_of_its_course(course):
+    """nbgrader's post-convert hook wrote the summary into the course being graded."""
+    written = (course.root / "reports" / "summary.md").read_text().strip()
+    assert written == summary.render(course.db_url, course.root / "autograded", course.root / "reports2")
