@@ -10,8 +10,10 @@ and not again in Exercise 3.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -122,8 +124,10 @@ def _expect(condition: bool, message: str) -> None:
 
 
 def _compare_rows(got: list, expected: list, context: str) -> None:
+    """``comparator``, with its success line hidden and its failure put in context."""
     try:
-        comparator(got, expected)
+        with contextlib.redirect_stdout(io.StringIO()):
+            comparator(got, expected)
     except AssertionError as err:
         raise CheckFailed(f"{context}: {err}") from None
 
@@ -150,8 +154,7 @@ def _run_conv_block(conv_block, shape, n_filters, dropout, pooling) -> None:
         )
         model = tf.keras.Model(x, [next_layer, skip])
     expected = [_input_row(shape), *_conv_block_rows(h, w, c, n_filters, dropout, pooling)]
-    with _quiet_stdout():
-        _compare_rows(summary(model), expected, context)
+    _compare_rows(summary(model), expected, context)
     last = "Dropout" if dropout > 0 else "Conv2D"
     _expect(
         type(producer(skip)).__name__ == last,
@@ -241,8 +244,7 @@ def check_upsampling_layers(upsampling_block: Callable) -> None:
         # Where Keras lists the two input layers depends on the wiring, which the
         # wiring check covers; here they are left out of the comparison.
         got = [row for row in summary(model) if row[0] != "InputLayer"]
-        with _quiet_stdout():
-            _compare_rows(got, expected, _upsampling_context(e_shape, c_shape, f) + " (input layers not counted)")
+        _compare_rows(got, expected, _upsampling_context(e_shape, c_shape, f) + " (input layers not counted)")
     print("upsampling_block: layers, shapes and parameters are correct.")
 
 
@@ -438,13 +440,3 @@ def check_unet_decoder(unet_model: Callable) -> None:
             f"{context}: the output must have shape {(None, size[0], size[1], n_classes)}, got {_shape(out)}.",
         )
     print("unet_model: the decoder, skip connections and output layer are correct.")
-
-
-@contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Hide comparator's success line inside a larger check."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield

@@ -101,7 +101,7 @@ def test_renamed_parameter_is_named_in_the_message():
         checks.check_conv_block_default(ns["conv_block"])
 
 
-def test_unet_checks_do_not_depend_on_the_students_blocks(reference):
+def test_unet_checks_do_not_depend_on_the_students_blocks():
     """A broken conv_block must not cost Exercise 3 points a second time."""
     ns = variant("conv_block", "skip_connection = conv", "skip_connection = None")
     checks.check_unet_encoder(ns["unet_model"])
