@@ -43,7 +43,8 @@ def collect(db_url: str = DB_URL, autograded: Path = AUTOGRADED) -> dict[str, di
     """Scores per graded cell for every autograded submission of the assignment."""
     with Gradebook(db_url) as gb:
         return {
-            sub.student.id: {grade.name: grade.score for grade in sub.notebooks[0].grades}
+            sub.student.id: {grade.name: grade.score for nb in sub.notebooks if nb.name == NOTEBOOK
+                             for grade in nb.grades}
             for sub in gb.assignment_submissions(ASSIGNMENT)
             if (autograded / sub.student.id / ASSIGNMENT).is_dir()
         }
