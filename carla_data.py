@@ -26,6 +26,8 @@ MASK_DIR = "CameraMask"
 DATA_DIR_ENV = "CARLA_DATA_DIR"
 FULL_SIZE = (480, 640)  # height, width of the files on disk
 MODEL_SIZE = (96, 128)  # height, width the network sees
+BATCH_SIZE = 32  # the course's batch size and shuffle buffer
+BUFFER_SIZE = 500
 
 # CARLA's semantic tags, in id order, with the colours CARLA draws them in.
 CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -265,7 +267,8 @@ def make_dataset(pairs: Sequence[Pair], parallel: bool = True):
     )
 
 
-def training_batches(dataset, batch_size: int = 32, buffer_size: int = 500, seed: int | None = None):
+def training_batches(dataset, batch_size: int = BATCH_SIZE, buffer_size: int = BUFFER_SIZE,
+                     seed: int | None = None):
     """Cache, shuffle, batch and prefetch a decoded dataset for ``fit``."""
     import tensorflow as tf
 

@@ -24,8 +24,6 @@ from grader.course import ROOT, reference_namespace  # noqa: E402
 from test_utils import tf  # noqa: E402 - TensorFlow, imported with its start-up notices hidden
 
 DEFAULT_EPOCHS = 5
-BATCH_SIZE = 32
-BUFFER_SIZE = 500
 
 
 @dataclass
@@ -40,8 +38,8 @@ def train_and_plot(data_dir: Path, epochs: int, out: Path, seed: int = 0) -> Res
     """Train the reference model on ``data_dir`` and write the three figures to ``out``."""
     tf.keras.utils.set_random_seed(seed)
     train_pairs, val_pairs = carla_data.split_pairs(carla_data.list_pairs(data_dir))
-    train = carla_data.training_batches(carla_data.make_dataset(train_pairs), BATCH_SIZE, BUFFER_SIZE, seed=seed)
-    val = carla_data.make_dataset(val_pairs).cache().batch(BATCH_SIZE)
+    train = carla_data.training_batches(carla_data.make_dataset(train_pairs), seed=seed)
+    val = carla_data.make_dataset(val_pairs).cache().batch(carla_data.BATCH_SIZE)
     model = reference_namespace()["unet_model"]()
     model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
