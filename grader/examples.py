@@ -24,6 +24,13 @@ class Bug:
     new: str
     what: str
 
+    def apply(self, code: dict[str, str]) -> dict[str, str]:
+        """A copy of ``code`` (by exercise) with this bug put in."""
+        count = code[self.exercise].count(self.old)
+        if count != 1:
+            raise ValueError(f"expected {self.old!r} once in {self.exercise}, found it {count} times")
+        return {**code, self.exercise: code[self.exercise].replace(self.old, self.new)}
+
 
 BUGS: dict[str, Bug] = {
     "bug_conv_block": Bug(
@@ -59,11 +66,7 @@ def solutions_for(student: str) -> dict[str, str]:
         return {}
     code = reference_solutions()
     if student in BUGS:
-        bug = BUGS[student]
-        count = code[bug.exercise].count(bug.old)
-        if count != 1:
-            raise ValueError(f"{student}: expected {bug.old!r} once in {bug.exercise}, found it {count} times")
-        code[bug.exercise] = code[bug.exercise].replace(bug.old, bug.new)
+        code = BUGS[student].apply(code)
     elif student != "reference":
         raise KeyError(f"no example submission called {student!r}; known: {', '.join(EXAMPLES)}")
     return code

@@ -4,7 +4,7 @@ import pytest
 
 from grader import checks
 from grader.course import exercises, reference_solutions
-from grader.examples import BUGS, solutions_for
+from grader.examples import BUGS, Bug, solutions_for
 from tests.conftest import notebook_namespace
 
 CHECKS = {
@@ -35,10 +35,7 @@ def failures(namespace) -> dict[str, list[str]]:
 
 
 def variant(exercise: str, old: str, new: str) -> dict:
-    code = reference_solutions()
-    assert code[exercise].count(old) == 1, f"{old!r} not found once in {exercise}"
-    code[exercise] = code[exercise].replace(old, new)
-    return notebook_namespace(code)
+    return notebook_namespace(Bug(exercise, old, new, "test variant").apply(reference_solutions()))
 
 
 def test_reference_passes_every_check(reference):
