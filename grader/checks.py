@@ -1,32 +1,42 @@
-"""Hidden checks for the three exercises, run by the notebook's graded cells.
+"""Hidden checks for the three exercises, judged in the grader's own process.
 
-Every check compares a student's function with the assignment's specification
-(shapes, parameter counts, layer settings, wiring), never with a reference
-implementation, and raises ``AssertionError`` with a sentence a student can act
-on.  The U-Net checks replace ``conv_block`` and ``upsampling_block`` by simple
-stand-ins while they run, so a mistake in Exercise 1 or 2 costs points there
-and not again in Exercise 3.
+A check never receives a student's function.  It receives the *evidence*
+that ``grader.probe`` collected in the student's (sandboxed) kernel: model
+configurations as JSON and the arguments ``unet_model`` passed to the blocks.
+The models are rebuilt here from built-in Keras layers only, and compared
+with the assignment's specification (shapes, parameter counts, layer
+settings, wiring), never with a reference implementation.  Whatever a student
+redefines in the kernel (``comparator``, Keras, builtins) cannot reach this
+process; a failed check is a ``CheckFailed`` whose message says what to fix.
+
+While ``unet_model`` is probed, ``conv_block`` and ``upsampling_block`` are
+replaced by stand-ins, so a mistake in Exercise 1 or 2 costs points there and
+not again in Exercise 3.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import io
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import tensorflow as tf
-
-from test_utils import comparator, summary
+from grader.probe import NO_DEFAULT, collect, jsonable, ref
+from test_utils import comparator, summary, tf
 
 layers = tf.keras.layers
 
-CONV_BLOCK_DEFAULTS = {"inputs": None, "n_filters": 32, "dropout_prob": 0, "max_pooling": True}
-UPSAMPLING_DEFAULTS = {"n_filters": 32}
-UNET_DEFAULTS = {"input_size": (96, 128, 3), "n_filters": 32, "n_classes": 23}
+SIGNATURES: dict[str, list[tuple[str, Any]]] = {
+    "conv_block": [("inputs", None), ("n_filters", 32), ("dropout_prob", 0), ("max_pooling", True)],
+    "upsampling_block": [("expansive_input", NO_DEFAULT), ("contractive_input", NO_DEFAULT), ("n_filters", 32)],
+    "unet_model": [("input_size", (96, 128, 3)), ("n_filters", 32), ("n_classes", 23)],
+}
+# Layers that may not be rebuilt from a student's model, although Keras ships them:
+# they carry code rather than settings.
+_CODE_LAYERS = {"Lambda", "TFSMLayer"}
 
 
 class CheckFailed(AssertionError):
@@ -41,30 +51,100 @@ class CheckFailed(AssertionError):
         return [f"Check failed: {self}"]
 
 
-def graded(check: Callable[[Callable], None]) -> Callable[[Callable], None]:
-    """Turn any unexpected error inside ``check`` into a ``CheckFailed`` sentence."""
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
 
-    @functools.wraps(check)
-    def run(student_function: Callable) -> None:
-        try:
-            check(student_function)
-        except CheckFailed:
-            raise
-        except Exception as err:  # noqa: BLE001 - e.g. a student function returning None
-            summary_line = (check.__doc__ or check.__name__).strip().splitlines()[0].rstrip(".")
-            raise CheckFailed(f"{summary_line}: your code raised {type(err).__name__}: {err}") from None
 
-    return run
+def _signature_text(params: list[tuple[str, Any]]) -> str:
+    return ", ".join(name if default == NO_DEFAULT else f"{name}={default!r}" for name, default in params)
+
+
+def check_function(name: str, info: dict) -> None:
+    """The graded function exists under its name, is a function, and keeps its signature."""
+    _expect(info.get("defined", False),
+            f"{name} is not defined. The grader calls it by this name: keep the name given in the notebook "
+            "and run its cell without errors.")
+    _expect(info.get("callable", False), f"{name} is not a function.")
+    expected = [(arg, jsonable(default)) for arg, default in SIGNATURES[name]]
+    found = [(arg, default) for arg, _, default in info.get("signature", [])]
+    kinds = {kind for _, kind, _ in info.get("signature", [])}
+    _expect(
+        found == expected and kinds <= {"POSITIONAL_OR_KEYWORD"},
+        f"{name}'s signature was changed: it must be {name}({_signature_text(SIGNATURES[name])}), "
+        f"found {name}({_signature_text(found)}). Keep the signature given in the notebook.",
+    )
+
+
+# -- evidence ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One call of a graded function that the probe makes; ``args`` are JSON data."""
+
+    function: str
+    kind: str
+    args: dict
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{json.dumps(self.args, sort_keys=True)}"
+
+    def request(self) -> dict:
+        return {"key": self.key, "function": self.function, "kind": self.kind, **self.args}
+
+
+@dataclass
+class Evidence:
+    """What the probe reported, with the models rebuilt on first use."""
+
+    data: dict
+    _models: dict = field(default_factory=dict)
+
+    def function(self, name: str) -> dict:
+        return self.data.get("functions", {}).get(name, {"defined": False})
+
+    def result(self, case: Case, context: str) -> dict:
+        """The probe's raw answer for ``case``; an error in the student's code fails the check."""
+        answer = self.data.get("cases", {}).get(case.key)
+        if answer is None:
+            raise CheckFailed(f"{context}: the grader got no result for this call.")
+        if "error" in answer:
+            raise CheckFailed(f"{context}: your code raised {answer['error']}")
+        return answer
+
+    def model(self, case: Case, context: str) -> tf.keras.Model:
+        """The model built in ``case``, rebuilt here from its configuration."""
+        if case.key not in self._models:
+            self._models[case.key] = rebuild(self.result(case, context)["model"], context)
+        return self._models[case.key]
+
+
+def rebuild(text: str, context: str) -> tf.keras.Model:
+    """A model from its JSON configuration, accepting only built-in Keras layers."""
+    try:
+        config = json.loads(text)
+        entries = config["config"]["layers"]
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckFailed(f"{context}: the model could not be read back ({type(err).__name__}).") from None
+    for entry in entries:
+        name = entry.get("class_name")
+        if entry.get("module") != "keras.layers" or name in _CODE_LAYERS:
+            raise CheckFailed(
+                f"{context}: the model contains {name!r}, which is not one of Keras' built-in layers; "
+                "build it from the layers named in the exercise (Conv2D, Dropout, MaxPooling2D, ...)."
+            )
+    try:
+        return tf.keras.models.model_from_json(text)
+    except Exception as err:  # noqa: BLE001 - any configuration Keras refuses
+        raise CheckFailed(f"{context}: the model could not be rebuilt: {type(err).__name__}: {err}") from None
 
 
 # -- reading the Keras graph -------------------------------------------------
 
 def producer(tensor) -> Any:
     """The layer whose call returned ``tensor``."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        raise CheckFailed(f"Expected a Keras tensor made by a layer, got {type(tensor).__name__}.")
-    return history.operation
+    return tensor._keras_history.operation
 
 
 def inputs_of(tensor) -> list:
@@ -85,44 +165,6 @@ def _input_row(shape) -> list:
     return ["InputLayer", [(None, *shape)], 0]
 
 
-@contextmanager
-def _building(context: str) -> Iterator[None]:
-    """Report an error raised while a student's function builds layers as a failed check."""
-    try:
-        yield
-    except CheckFailed:
-        raise
-    except Exception as err:  # noqa: BLE001 - whatever the student's code raised
-        raise CheckFailed(f"{context}: building the model raised {type(err).__name__}: {err}") from None
-
-
-def _check_signature(func: Callable, name: str, defaults: dict[str, Any]) -> None:
-    if not callable(func):
-        raise CheckFailed(f"{name} is not a function.")
-    params = inspect.signature(func).parameters
-    for arg, default in defaults.items():
-        if arg not in params:
-            raise CheckFailed(
-                f"{name} has no parameter '{arg}'; keep the signature given in the notebook."
-            )
-        if params[arg].default != default:
-            raise CheckFailed(
-                f"{name}: the default of '{arg}' must be {default!r}, "
-                f"found {params[arg].default!r}."
-            )
-
-
-def _pair(result: Any, name: str) -> tuple:
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise CheckFailed(f"{name} must return two values, (next_layer, skip_connection).")
-    return result[0], result[1]
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
 def _compare_rows(got: list, expected: list, context: str) -> None:
     """``comparator``, with its success line hidden and its failure put in context."""
     try:
@@ -134,6 +176,27 @@ def _compare_rows(got: list, expected: list, context: str) -> None:
 
 # -- Exercise 1 --------------------------------------------------------------
 
+def _conv_case(shape, n_filters, dropout, pooling) -> Case:
+    return Case("conv_block", "conv_block", {
+        "shape": list(shape),
+        "kwargs": {"n_filters": n_filters, "dropout_prob": dropout, "max_pooling": pooling},
+    })
+
+
+CONV_DEFAULT_CASES = [
+    _conv_case(shape, f, dropout, True)
+    for shape, f, dropout in [
+        ((96, 128, 3), 32, 0), ((24, 32, 64), 16, 0), ((12, 16, 128), 64, 0.25), ((8, 10, 5), 8, 0.5)
+    ]
+]
+CONV_DEFAULTS_CALL = Case("conv_block", "conv_block", {"shape": [16, 16, 4], "kwargs": None})
+CONV_OPTION_CASES = [
+    *(_conv_case(shape, f, dropout, False)
+      for shape, f, dropout in [((12, 16, 8), 24, 0), ((12, 16, 8), 24, 0.3), ((6, 8, 16), 40, 0.1)]),
+    _conv_case((10, 14, 6), 12, 0.2, True),
+]
+
+
 def _conv_block_rows(h, w, c, f, dropout, pooling) -> list:
     rows = [_conv_row(h, w, c, f), _conv_row(h, w, f, f)]
     if dropout > 0:
@@ -143,17 +206,20 @@ def _conv_block_rows(h, w, c, f, dropout, pooling) -> list:
     return rows
 
 
-def _run_conv_block(conv_block, shape, n_filters, dropout, pooling) -> None:
-    h, w, c = shape
-    context = f"conv_block on input {shape} with n_filters={n_filters}, dropout_prob={dropout}, max_pooling={pooling}"
-    x = layers.Input(shape)
-    with _building(context):
-        next_layer, skip = _pair(
-            conv_block(inputs=x, n_filters=n_filters, dropout_prob=dropout, max_pooling=pooling),
-            "conv_block",
-        )
-        model = tf.keras.Model(x, [next_layer, skip])
-    expected = [_input_row(shape), *_conv_block_rows(h, w, c, n_filters, dropout, pooling)]
+def _conv_outputs(evidence: Evidence, case: Case, context: str) -> tf.keras.Model:
+    returned = evidence.result(case, context).get("returned")
+    _expect(returned is None, f"{context}: conv_block must return two values, (next_layer, skip_connection); "
+                              f"it returned a {returned}.")
+    return evidence.model(case, context)
+
+
+def _judge_conv_case(evidence: Evidence, case: Case) -> None:
+    shape, kw = tuple(case.args["shape"]), case.args["kwargs"]
+    f, dropout, pooling = kw["n_filters"], kw["dropout_prob"], kw["max_pooling"]
+    context = f"conv_block on input {shape} with n_filters={f}, dropout_prob={dropout}, max_pooling={pooling}"
+    model = _conv_outputs(evidence, case, context)
+    next_layer, skip = model.outputs
+    expected = [_input_row(shape), *_conv_block_rows(*shape, f, dropout, pooling)]
     _compare_rows(summary(model), expected, context)
     last = "Dropout" if dropout > 0 else "Conv2D"
     _expect(
@@ -173,70 +239,48 @@ def _run_conv_block(conv_block, shape, n_filters, dropout, pooling) -> None:
         )
 
 
-@graded
-def check_conv_block_default(conv_block: Callable) -> None:
+def check_conv_block_default(evidence: Evidence) -> None:
     """Layers, shapes and outputs of ``conv_block`` with pooling, several sizes."""
-    _check_signature(conv_block, "conv_block", CONV_BLOCK_DEFAULTS)
-    for shape, n_filters, dropout in [
-        ((96, 128, 3), 32, 0),
-        ((24, 32, 64), 16, 0),
-        ((12, 16, 128), 64, 0.25),
-        ((8, 10, 5), 8, 0.5),
-    ]:
-        _run_conv_block(conv_block, shape, n_filters, dropout, True)
-    print("conv_block: layers, shapes and outputs are correct.")
+    for case in CONV_DEFAULT_CASES:
+        _judge_conv_case(evidence, case)
 
 
-@graded
-def check_conv_block_options(conv_block: Callable) -> None:
+def check_conv_block_options(evidence: Evidence) -> None:
     """Defaults, dropout on and off, pooling off, and where the skip is taken."""
-    _check_signature(conv_block, "conv_block", CONV_BLOCK_DEFAULTS)
-    x = layers.Input((16, 16, 4))
-    with _building("conv_block(inputs) with the default arguments"):
-        next_layer, skip = _pair(conv_block(x), "conv_block")
+    context = "conv_block(inputs) with the default arguments"
+    next_layer, skip = _conv_outputs(evidence, CONV_DEFAULTS_CALL, context).outputs
     _expect(
         _shape(next_layer) == (None, 8, 8, 32) and _shape(skip) == (None, 16, 16, 32),
         "conv_block(inputs) with the defaults must use 32 filters and pool: expected "
         f"next_layer (None, 8, 8, 32) and skip_connection (None, 16, 16, 32), got "
         f"{_shape(next_layer)} and {_shape(skip)}.",
     )
-    for shape, n_filters, dropout in [((12, 16, 8), 24, 0), ((12, 16, 8), 24, 0.3), ((6, 8, 16), 40, 0.1)]:
-        _run_conv_block(conv_block, shape, n_filters, dropout, False)
-    _run_conv_block(conv_block, (10, 14, 6), 12, 0.2, True)
-    print("conv_block: defaults, dropout and pooling options are correct.")
+    for case in CONV_OPTION_CASES:
+        _judge_conv_case(evidence, case)
 
 
 # -- Exercise 2 --------------------------------------------------------------
 
 UPSAMPLING_CASES = [
-    ((12, 16, 256), (24, 32, 128), 32),
-    ((6, 8, 512), (12, 16, 256), 64),
-    ((3, 5, 16), (6, 10, 8), 4),
+    Case("upsampling_block", "upsampling_block", {"expansive": list(e), "contractive": list(c), "n_filters": f})
+    for e, c, f in [((12, 16, 256), (24, 32, 128), 32), ((6, 8, 512), (12, 16, 256), 64), ((3, 5, 16), (6, 10, 8), 4)]
 ]
 
 
-def _upsampling_context(expansive_shape, contractive_shape, n_filters) -> str:
-    return f"upsampling_block with inputs {expansive_shape} and {contractive_shape}, n_filters={n_filters}"
+def _upsampling_context(case: Case) -> str:
+    a = case.args
+    return (f"upsampling_block with inputs {tuple(a['expansive'])} and {tuple(a['contractive'])}, "
+            f"n_filters={a['n_filters']}")
 
 
-def _run_upsampling(upsampling_block, expansive_shape, contractive_shape, n_filters):
-    expansive = layers.Input(expansive_shape)
-    contractive = layers.Input(contractive_shape)
-    with _building(_upsampling_context(expansive_shape, contractive_shape, n_filters)):
-        out = upsampling_block(expansive, contractive, n_filters=n_filters)
-        model = tf.keras.Model([expansive, contractive], out)
-    return expansive, contractive, out, model
-
-
-@graded
-def check_upsampling_layers(upsampling_block: Callable) -> None:
+def check_upsampling_layers(evidence: Evidence) -> None:
     """Layers, shapes and parameter counts of ``upsampling_block``."""
-    _check_signature(upsampling_block, "upsampling_block", UPSAMPLING_DEFAULTS)
-    for e_shape, c_shape, f in UPSAMPLING_CASES:
-        *_, model = _run_upsampling(upsampling_block, e_shape, c_shape, f)
-        h, w, c = c_shape
+    for case in UPSAMPLING_CASES:
+        context = _upsampling_context(case)
+        model = evidence.model(case, context)
+        e_channels, (h, w, c), f = case.args["expansive"][2], case.args["contractive"], case.args["n_filters"]
         expected = [
-            ["Conv2DTranspose", (None, h, w, f), 9 * e_shape[2] * f + f],
+            ["Conv2DTranspose", (None, h, w, f), 9 * e_channels * f + f],
             ["Concatenate", (None, h, w, f + c), 0],
             _conv_row(h, w, f + c, f),
             _conv_row(h, w, f, f),
@@ -244,18 +288,16 @@ def check_upsampling_layers(upsampling_block: Callable) -> None:
         # Where Keras lists the two input layers depends on the wiring, which the
         # wiring check covers; here they are left out of the comparison.
         got = [row for row in summary(model) if row[0] != "InputLayer"]
-        _compare_rows(got, expected, _upsampling_context(e_shape, c_shape, f) + " (input layers not counted)")
-    print("upsampling_block: layers, shapes and parameters are correct.")
+        _compare_rows(got, expected, context + " (input layers not counted)")
 
 
-@graded
-def check_upsampling_wiring(upsampling_block: Callable) -> None:
+def check_upsampling_wiring(evidence: Evidence) -> None:
     """Transpose settings, what is concatenated with what, and in which order."""
-    _check_signature(upsampling_block, "upsampling_block", UPSAMPLING_DEFAULTS)
-    for e_shape, c_shape, f in UPSAMPLING_CASES:
-        context = _upsampling_context(e_shape, c_shape, f)
-        expansive, contractive, out, _ = _run_upsampling(upsampling_block, e_shape, c_shape, f)
-        chain = [out]
+    for case in UPSAMPLING_CASES:
+        context = _upsampling_context(case)
+        model = evidence.model(case, context)
+        expansive, contractive = model.inputs
+        chain = [model.outputs[0]]
         for _ in range(2):
             _expect(
                 isinstance(producer(chain[-1]), layers.Conv2D)
@@ -292,121 +334,82 @@ def check_upsampling_wiring(upsampling_block: Callable) -> None:
             f"{context}: Conv2DTranspose needs kernel 3, strides=2, padding='same'; got kernel "
             f"{tuple(transpose.kernel_size)}, strides {tuple(transpose.strides)}, padding '{transpose.padding}'.",
         )
-    print("upsampling_block: wiring and concatenation order are correct.")
 
 
 # -- Exercise 3 --------------------------------------------------------------
 
-class _BlockRecorder:
-    """Stand-ins for the two blocks that record how ``unet_model`` calls them.
-
-    They build small, shape-correct blocks (1x1 convolutions), so the U-Net
-    checks depend only on ``unet_model`` itself.
-    """
-
-    def __init__(self) -> None:
-        self.down: list[dict] = []
-        self.up: list[dict] = []
-
-    def conv_block(self, inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
-        conv = layers.Conv2D(n_filters, 1)(inputs)
-        next_layer = layers.MaxPooling2D((2, 2))(conv) if max_pooling else conv
-        self.down.append(dict(inputs=inputs, n_filters=n_filters, dropout_prob=dropout_prob,
-                              max_pooling=max_pooling, next=next_layer, skip=conv))
-        return next_layer, conv
-
-    def upsampling_block(self, expansive_input, contractive_input, n_filters=32):
-        up = layers.UpSampling2D((2, 2))(expansive_input)
-        out = layers.Conv2D(n_filters, 1)(layers.concatenate([up, contractive_input], axis=3))
-        self.up.append(dict(expansive=expansive_input, contractive=contractive_input,
-                            n_filters=n_filters, out=out))
-        return out
+UNET_CASES = [
+    Case("unet_model", "unet_model", {"input_size": list(size), "n_filters": n, "n_classes": k})
+    for size, n, k in [((96, 128, 3), 32, 23), ((64, 96, 3), 8, 5), ((32, 48, 1), 4, 2)]
+]
 
 
-@contextmanager
-def _stand_in_blocks(unet_model: Callable) -> Iterator[_BlockRecorder]:
-    namespace = getattr(unet_model, "__globals__", None)
-    if namespace is None:
-        raise CheckFailed("unet_model must be a plain function defined in the notebook.")
-    recorder = _BlockRecorder()
-    saved = {name: namespace.get(name) for name in ("conv_block", "upsampling_block")}
-    namespace["conv_block"] = recorder.conv_block
-    namespace["upsampling_block"] = recorder.upsampling_block
-    try:
-        yield recorder
-    finally:
-        namespace.update(saved)
+def _unet_context(case: Case) -> str:
+    a = case.args
+    return f"unet_model(input_size={tuple(a['input_size'])}, n_filters={a['n_filters']}, n_classes={a['n_classes']})"
 
 
-UNET_CASES = [((96, 128, 3), 32, 23), ((64, 96, 3), 8, 5), ((32, 48, 1), 4, 2)]
+def _unet(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
+    context = _unet_context(case)
+    answer = evidence.result(case, context)
+    returned = answer.get("returned")
+    _expect(returned is None, f"{context}: unet_model must return a tf.keras.Model, it returned {returned}.")
+    return evidence.model(case, context), answer, context
 
 
-def _build_unet(unet_model: Callable, size, n_filters, n_classes):
-    _check_signature(unet_model, "unet_model", UNET_DEFAULTS)
-    context = f"unet_model(input_size={size}, n_filters={n_filters}, n_classes={n_classes})"
-    with _stand_in_blocks(unet_model) as calls, _building(context):
-        model = unet_model(input_size=size, n_filters=n_filters, n_classes=n_classes)
-    _expect(isinstance(model, tf.keras.Model), "unet_model must return a tf.keras.Model.")
-    return model, calls
+def _which(tensor: str, tensors: list[str], label: str) -> str:
+    return f"{label} {tensors.index(tensor) + 1}" if tensor in tensors else "some other tensor"
 
 
-def _which(tensor, tensors: list, label: str) -> str:
-    for index, candidate in enumerate(tensors):
-        if tensor is candidate:
-            return f"{label} {index + 1}"
-    return "some other tensor"
-
-
-@graded
-def check_unet_encoder(unet_model: Callable) -> None:
+def check_unet_encoder(evidence: Evidence) -> None:
     """The five ``conv_block`` calls: filters, dropout, pooling and chaining."""
-    for size, n, n_classes in UNET_CASES:
-        context = f"unet_model(input_size={size}, n_filters={n}, n_classes={n_classes})"
-        model, calls = _build_unet(unet_model, size, n, n_classes)
+    for case in UNET_CASES:
+        model, calls, context = _unet(evidence, case)
+        size, n = tuple(case.args["input_size"]), case.args["n_filters"]
         _expect(
-            len(calls.down) == 5,
-            f"{context}: expected 5 calls of conv_block (4 encoder blocks and the bottleneck), got {len(calls.down)}.",
+            len(calls["down"]) == 5,
+            f"{context}: expected 5 calls of conv_block (4 encoder blocks and the bottleneck), "
+            f"got {len(calls['down'])}.",
         )
         _expect(
             _shape(model.inputs[0]) == (None, *size),
             f"{context}: the model input must have shape {(None, *size)}, got {_shape(model.inputs[0])}.",
         )
-        previous = model.inputs[0]
+        previous = ref(model.inputs[0])
         for k, (call, filters, dropout, pooling) in enumerate(
-            zip(calls.down, [n, 2 * n, 4 * n, 8 * n, 16 * n], [0, 0, 0, 0.3, 0.3], [True] * 4 + [False], strict=True)
+            zip(calls["down"], [n, 2 * n, 4 * n, 8 * n, 16 * n], [0, 0, 0, 0.3, 0.3], [True] * 4 + [False],
+                strict=True)
         ):
             block = f"{context}: conv_block call {k + 1}"
             _expect(call["n_filters"] == filters, f"{block} must use n_filters={filters}, got {call['n_filters']}.")
             _expect(
-                abs(float(call["dropout_prob"]) - dropout) < 1e-9,
+                isinstance(call["dropout_prob"], (int, float)) and abs(call["dropout_prob"] - dropout) < 1e-9,
                 f"{block} must use dropout_prob={dropout}, got {call['dropout_prob']}.",
             )
-            _expect(bool(call["max_pooling"]) == pooling, f"{block} must use max_pooling={pooling}.")
+            _expect(call["max_pooling"] == pooling, f"{block} must use max_pooling={pooling}.")
             source = "the model input" if k == 0 else f"next_layer of conv_block call {k}"
-            _expect(call["inputs"] is previous, f"{block} must take {source} as its inputs.")
+            _expect(call["inputs"] == previous, f"{block} must take {source} as its inputs.")
             previous = call["next"]
-    print("unet_model: the encoder and bottleneck are built correctly.")
 
 
-@graded
-def check_unet_decoder(unet_model: Callable) -> None:
+def check_unet_decoder(evidence: Evidence) -> None:
     """The four ``upsampling_block`` calls, the skip connections and the output head."""
-    for size, n, n_classes in UNET_CASES:
-        context = f"unet_model(input_size={size}, n_filters={n}, n_classes={n_classes})"
-        model, calls = _build_unet(unet_model, size, n, n_classes)
-        _expect(len(calls.down) == 5, f"{context}: expected 5 calls of conv_block, got {len(calls.down)}.")
-        _expect(len(calls.up) == 4, f"{context}: expected 4 calls of upsampling_block, got {len(calls.up)}.")
-        skips = [c["skip"] for c in calls.down]
-        ups = [c["out"] for c in calls.up]
-        expansive = calls.down[4]["next"]
-        for j, call in enumerate(calls.up):
+    for case in UNET_CASES:
+        model, calls, context = _unet(evidence, case)
+        size, n, n_classes = case.args["input_size"], case.args["n_filters"], case.args["n_classes"]
+        down, up = calls["down"], calls["up"]
+        _expect(len(down) == 5, f"{context}: expected 5 calls of conv_block, got {len(down)}.")
+        _expect(len(up) == 4, f"{context}: expected 4 calls of upsampling_block, got {len(up)}.")
+        skips = [c["skip"] for c in down]
+        expansive = down[4]["next"]
+        for j, call in enumerate(up):
             block = f"{context}: upsampling_block call {j + 1}"
             filters = n * 2 ** (3 - j)
             _expect(call["n_filters"] == filters, f"{block} must use n_filters={filters}, got {call['n_filters']}.")
             want = "the bottleneck's next_layer" if j == 0 else f"the output of upsampling_block call {j}"
-            _expect(call["expansive"] is expansive, f"{block} must take {want} as expansive_input.")
+            _expect(call["expansive"] == expansive, f"{block} must take {want} as expansive_input.")
             _expect(
-                call["contractive"] is skips[3 - j],
+                call["contractive"] == skips[3 - j],
                 f"{block} must take the skip connection of encoder block {4 - j} as contractive_input, "
                 f"got {_which(call['contractive'], skips, 'the skip connection of block')}.",
             )
@@ -432,11 +435,78 @@ def check_unet_decoder(unet_model: Callable) -> None:
             "padding='same' and he_normal initializer.",
         )
         _expect(
-            inputs_of(inputs_of(out)[0])[0] is ups[-1],
+            ref(inputs_of(inputs_of(out)[0])[0]) == up[-1]["out"],
             f"{context}: the 3x3 Conv2D must be applied to the output of the last upsampling_block.",
         )
         _expect(
             _shape(out) == (None, size[0], size[1], n_classes),
             f"{context}: the output must have shape {(None, size[0], size[1], n_classes)}, got {_shape(out)}.",
         )
-    print("unet_model: the decoder, skip connections and output layer are correct.")
+
+
+# -- the graded cells ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """What one graded cell checks, and what it says when everything is right."""
+
+    function: str
+    judge: Callable[[Evidence], None]
+    cases: tuple[Case, ...]
+    success: str
+
+
+CHECKS: dict[str, Check] = {
+    "test_conv_block_default": Check("conv_block", check_conv_block_default, tuple(CONV_DEFAULT_CASES),
+                                     "conv_block: layers, shapes and outputs are correct."),
+    "test_conv_block_options": Check("conv_block", check_conv_block_options,
+                                     (CONV_DEFAULTS_CALL, *CONV_OPTION_CASES),
+                                     "conv_block: defaults, dropout and pooling options are correct."),
+    "test_upsampling_layers": Check("upsampling_block", check_upsampling_layers, tuple(UPSAMPLING_CASES),
+                                    "upsampling_block: layers, shapes and parameters are correct."),
+    "test_upsampling_wiring": Check("upsampling_block", check_upsampling_wiring, tuple(UPSAMPLING_CASES),
+                                    "upsampling_block: wiring and concatenation order are correct."),
+    "test_unet_encoder": Check("unet_model", check_unet_encoder, tuple(UNET_CASES),
+                               "unet_model: the encoder and bottleneck are built correctly."),
+    "test_unet_decoder": Check("unet_model", check_unet_decoder, tuple(UNET_CASES),
+                               "unet_model: the decoder, skip connections and output layer are correct."),
+}
+
+
+def probe_request(seconds_per_call: float = 20.0) -> dict:
+    """What the probe must collect for every graded cell, with a fresh nonce."""
+    cases = {case.key: case.request() for check in CHECKS.values() for case in check.cases}
+    return {
+        "nonce": secrets.token_hex(16),
+        "functions": list(SIGNATURES),
+        "cases": list(cases.values()),
+        "seconds_per_call": seconds_per_call,
+    }
+
+
+def judge(grade_id: str, evidence: Evidence) -> str:
+    """Judge one graded cell: its success message, or ``CheckFailed`` saying what is wrong."""
+    check = CHECKS[grade_id]
+    check_function(check.function, evidence.function(check.function))
+    try:
+        check.judge(evidence)
+    except CheckFailed:
+        raise
+    except Exception as err:  # noqa: BLE001 - evidence of an unexpected shape is a failed check, not a crash
+        summary_line = (check.judge.__doc__ or grade_id).strip().splitlines()[0].rstrip(".")
+        raise CheckFailed(
+            f"{summary_line}: the grader could not read your model ({type(err).__name__}: {err})."
+        ) from None
+    return check.success
+
+
+def run_check(grade_id: str, namespace: dict) -> None:
+    """Probe and judge in this process, for the source notebook's own run.
+
+    Autograding never calls this: there the probe runs in the sandboxed kernel
+    and the grade cells' outputs come from ``grader.verdicts``.
+    """
+    request = probe_request(seconds_per_call=0)
+    wanted = {case.key for case in CHECKS[grade_id].cases}
+    request["cases"] = [case for case in request["cases"] if case["key"] in wanted]
+    print(judge(grade_id, Evidence(collect(namespace, request))))

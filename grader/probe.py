@@ -1,0 +1,183 @@
+"""Collect evidence about a student's functions, inside the student's kernel.
+
+This module holds no expected answers: it calls the graded functions with the
+arguments the grader asks for and reports what came back as plain data (model
+configurations as JSON, argument values, tensor references).  The grader
+judges that data in its own process, where student code never runs, so
+nothing a student redefines in the kernel can change a verdict; at most it
+can spoil its own evidence, which scores 0.
+
+It is sent to the sandboxed kernel as source text (the sandbox cannot read
+the course folder) and imported normally by the grader and the tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+from collections.abc import Callable
+from typing import Any
+
+MIME = "application/vnd.unet-grader.evidence+json"
+NO_DEFAULT = "<no default>"
+
+
+class CaseTimeout(Exception):
+    """A graded function ran longer than the grader allows for one call."""
+
+
+def ref(tensor: Any) -> str:
+    """A name for a Keras tensor that survives saving the model to JSON and back."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return f"<not a Keras tensor: {type(tensor).__name__}>"
+    return f"{history.operation.name}:{history.tensor_index}"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data; anything unusual becomes its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return jsonable(item())
+    return repr(value)[:200]
+
+
+def describe_error(err: BaseException) -> str:
+    if isinstance(err, CaseTimeout):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+
+
+def function_info(namespace: dict, name: str) -> dict:
+    """Whether ``name`` is defined and callable, and its parameters."""
+    if name not in namespace:
+        return {"defined": False}
+    func = namespace[name]
+    info: dict[str, Any] = {"defined": True, "callable": callable(func), "is_function": inspect.isfunction(func)}
+    try:
+        params = inspect.signature(func).parameters.values()
+        info["signature"] = [
+            [p.name, p.kind.name, NO_DEFAULT if p.default is inspect.Parameter.empty else jsonable(p.default)]
+            for p in params
+        ]
+    except (TypeError, ValueError) as err:
+        info["signature_error"] = describe_error(err)
+    return info
+
+
+class _Recorder:
+    """Stand-ins for the two blocks that record how ``unet_model`` calls them.
+
+    They build small, shape-correct blocks (1x1 convolutions), so the U-Net's
+    evidence depends only on ``unet_model`` itself.
+    """
+
+    def __init__(self, layers: Any) -> None:
+        self.layers = layers
+        self.down: list[dict] = []
+        self.up: list[dict] = []
+
+    def conv_block(self, inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+        conv = self.layers.Conv2D(n_filters, 1)(inputs)
+        next_layer = self.layers.MaxPooling2D((2, 2))(conv) if max_pooling else conv
+        self.down.append({
+            "inputs": ref(inputs), "n_filters": jsonable(n_filters), "dropout_prob": jsonable(dropout_prob),
+            "max_pooling": jsonable(max_pooling), "next": ref(next_layer), "skip": ref(conv),
+        })
+        return next_layer, conv
+
+    def upsampling_block(self, expansive_input, contractive_input, n_filters=32):
+        up = self.layers.UpSampling2D((2, 2))(expansive_input)
+        out = self.layers.Conv2D(n_filters, 1)(self.layers.concatenate([up, contractive_input], axis=3))
+        self.up.append({
+            "expansive": ref(expansive_input), "contractive": ref(contractive_input),
+            "n_filters": jsonable(n_filters), "out": ref(out),
+        })
+        return out
+
+
+def _conv_block_case(tf: Any, func: Callable, case: dict) -> dict:
+    x = tf.keras.layers.Input(tuple(case["shape"]))
+    result = func(x) if case["kwargs"] is None else func(inputs=x, **case["kwargs"])
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        kind = type(result).__name__ + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+        return {"returned": kind}
+    return {"model": tf.keras.Model(x, [result[0], result[1]]).to_json()}
+
+
+def _upsampling_case(tf: Any, func: Callable, case: dict) -> dict:
+    expansive = tf.keras.layers.Input(tuple(case["expansive"]))
+    contractive = tf.keras.layers.Input(tuple(case["contractive"]))
+    out = func(expansive, contractive, n_filters=case["n_filters"])
+    return {"model": tf.keras.Model([expansive, contractive], out).to_json()}
+
+
+def _unet_case(tf: Any, func: Callable, case: dict) -> dict:
+    namespace = getattr(func, "__globals__", None)
+    if namespace is None:
+        return {"returned": "not a plain function"}
+    recorder = _Recorder(tf.keras.layers)
+    saved = {name: namespace.get(name) for name in ("conv_block", "upsampling_block")}
+    namespace.update(conv_block=recorder.conv_block, upsampling_block=recorder.upsampling_block)
+    try:
+        model = func(input_size=tuple(case["input_size"]), n_filters=case["n_filters"], n_classes=case["n_classes"])
+    finally:
+        namespace.update(saved)
+    if not isinstance(model, tf.keras.Model):
+        return {"returned": type(model).__name__}
+    return {"model": model.to_json(), "down": recorder.down, "up": recorder.up}
+
+
+_CASES = {"conv_block": _conv_block_case, "upsampling_block": _upsampling_case, "unet_model": _unet_case}
+
+
+def _on_alarm(signum, frame):
+    raise CaseTimeout("took longer than the time allowed for one call")
+
+
+def run_case(tf: Any, namespace: dict, case: dict, seconds: float) -> dict:
+    """Call one graded function as ``case`` asks; never raises."""
+    func = namespace.get(case["function"])
+    if not callable(func):
+        return {"error": f"{case['function']} is not defined as a function"}
+    use_alarm = seconds > 0 and hasattr(signal, "setitimer")
+    if use_alarm:
+        try:
+            previous = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+        except ValueError:  # not the main thread: no per-call limit
+            use_alarm = False
+    try:
+        return _CASES[case["kind"]](tf, func, case)
+    except BaseException as err:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from student code too
+        return {"error": describe_error(err)}
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def collect(namespace: dict, request: dict) -> dict:
+    """Everything the grader asked for, as JSON data."""
+    import tensorflow as tf
+
+    return {
+        "nonce": request.get("nonce"),
+        "functions": {name: function_info(namespace, name) for name in request["functions"]},
+        "cases": {
+            case["key"]: run_case(tf, namespace, case, request.get("seconds_per_call", 0))
+            for case in request["cases"]
+        },
+    }
+
+
+def publish(namespace: dict, request: dict) -> None:
+    """Collect the evidence and send it to the grader as one display message."""
+    from IPython.display import publish_display_data
+
+    publish_display_data({MIME: collect(namespace, request)})
