@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 
-.PHONY: venv data demo test lint figures browser-deps clean
+.PHONY: venv data demo test lint figures browser-deps sandbox-deps clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,7 @@ data: $(STAMP)
 	@if [ -d data/CameraRGB ]; then echo "data/CameraRGB exists: using it"; \
 	else $(BIN)/python carla_synth.py data; fi
 
-demo: data
+demo: data sandbox-deps
 	$(BIN)/python -m grader.demo
 
 test: lint
@@ -43,6 +43,11 @@ figures: $(STAMP)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# bubblewrap for the grading sandbox, and prlimit (util-linux) for its limits.
+sandbox-deps:
+	@command -v bwrap >/dev/null && command -v prlimit >/dev/null || \
+	{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux; }
 
 clean:
 	rm -rf release submitted autograded feedback gradebook.db grades.csv reports

@@ -39,5 +39,29 @@ c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"^(?:[IWE]\d{4} \d|WARNING: All log messages before absl::InitializeLog)"
 c.Execute.timeout = 60
+
+# Hardened autograding (grader/intake.py, grader/execute.py, grader/verdicts.py):
+# any file is read as a notebook, deleted locked cells come back, the notebook
+# runs in a bubblewrap sandbox, and the hidden test cells get their verdicts
+# from checks run in this process on evidence collected in the sandbox.
+c.Autograde.exporter_class = "grader.intake.SubmissionExporter"
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "grader.intake.RestoreLockedCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "grader.execute.SandboxedExecute",
+    "grader.verdicts.ApplyVerdicts",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 # Refresh reports/summary.md and score_histogram.png after each graded submission.
 c.Autograde.post_convert_hook = "grader.summary.after_autograde"

@@ -1,0 +1,171 @@
+"""Run a student's kernel inside bubblewrap, with resource limits.
+
+The kernel sees only what it needs to run the notebook: the system's programs
+and libraries, the Python installation, a private copy of the student's folder
+(its only writable place besides a small /tmp and home), and the course's data
+read-only.  It has no network, so it talks to the grader through Unix sockets
+(ZeroMQ's ``ipc`` transport) in a folder shared with the host.  ``prlimit``
+(util-linux) caps CPU time, address space, file size and open files.
+
+The course folder, with the reference solutions, the hidden checks, the
+gradebook and every other submission, is not mounted at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Instance
+
+# What the kernel finds inside the sandbox.
+WORK = "/sandbox/work"
+DATA = "/sandbox/data"
+HOME = "/sandbox/home"
+
+# Files from /etc that Python, TensorFlow and matplotlib read; /etc as a whole
+# is not mounted (it can hold secrets readable by root).
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "passwd", "group", "nsswitch.conf", "hosts", "fonts")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed kernel."""
+
+    cpu_seconds: int = 900
+    memory_bytes: int = 12 * 2**30
+    file_bytes: int = 512 * 2**20
+    open_files: int = 4096
+    tmp_bytes: int = 1 * 2**30
+
+    def prlimit(self) -> list[str]:
+        return [
+            "prlimit",
+            f"--cpu={self.cpu_seconds}",
+            f"--as={self.memory_bytes}",
+            f"--fsize={self.file_bytes}",
+            f"--nofile={self.open_files}",
+            "--",
+        ]
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+
+def check_available() -> None:
+    """Raise ``SandboxUnavailable`` with the fix unless a trivial sandbox starts."""
+    if shutil.which("bwrap") is None or shutil.which("prlimit") is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) and prlimit are needed to grade untrusted notebooks: run `make sandbox-deps`, "
+            "or pass --SandboxedExecute.sandbox=False to grade without a sandbox (trusted notebooks only)."
+        )
+    probe = subprocess.run(
+        ["bwrap", *_system_mounts(), "--unshare-all", "--die-with-parent", "true"],
+        capture_output=True, text=True, check=False,
+    )
+    if probe.returncode != 0:
+        raise SandboxUnavailable(f"bubblewrap cannot start a sandbox here: {probe.stderr.strip()}")
+
+
+def _system_mounts() -> list[str]:
+    args: list[str] = []
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        path = Path(top)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), top]
+        elif path.exists():
+            args += ["--ro-bind", top, top]
+    for name in _ETC_FILES:
+        if Path("/etc", name).exists():
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # The interpreter and its packages: the base installation and the venv.
+    for prefix in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.prefix)}:
+        args += ["--ro-bind", str(prefix), str(prefix)]
+    return args
+
+
+def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: Limits) -> list[str]:
+    """The command prefix that starts a program inside the sandbox.
+
+    ``workdir`` becomes the writable ``/sandbox/work``; ``ipc_dir`` is shared
+    at its own path because the connection file names the sockets there.
+    """
+    args = [
+        *limits.prlimit(),
+        "bwrap",
+        *_system_mounts(),
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+        "--size", str(limits.tmp_bytes), "--tmpfs", HOME,
+        "--bind", str(workdir), WORK,
+        "--bind", str(ipc_dir), str(ipc_dir),
+        "--unshare-all",
+        "--die-with-parent",
+        "--cap-drop", "ALL",
+        "--clearenv",
+        "--setenv", "HOME", HOME,
+        "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
+        "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3",
+        "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+        "--setenv", "NBGRADER_EXECUTION", os.environ.get("NBGRADER_EXECUTION", "autograde"),
+        "--chdir", WORK,
+    ]
+    if data_dir is not None:
+        args += ["--ro-bind", str(data_dir), DATA, "--setenv", "CARLA_DATA_DIR", DATA]
+    return args + ["--"]
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel runs under ``bwrap_command``.
+
+    It owns a scratch folder: the copy of the student's folder that the kernel
+    may change, and the sockets.  ``cleanup_scratch`` removes it.
+    """
+
+    scratch = Instance(Path, allow_none=True)
+    carla_dir = Instance(Path, allow_none=True)
+    limits = Instance(Limits, args=())
+
+    def prepare(self, notebook_dir: Path) -> None:
+        """Copy ``notebook_dir`` into a fresh scratch folder and put the sockets there."""
+        self.scratch = Path(tempfile.mkdtemp(prefix="unet-sandbox-"))
+        # Links are copied as links: inside the sandbox they point nowhere.
+        shutil.copytree(notebook_dir, self.scratch / "work", symlinks=True)
+        (self.scratch / "ipc").mkdir()
+        self.transport = "ipc"
+        self.ip = str(self.scratch / "ipc" / "kernel")
+        self.connection_file = str(self.scratch / "ipc" / "connection.json")
+        # A signal to the process group cannot reach into the sandbox's own
+        # session reliably; ipykernel interrupts itself on an interrupt_request.
+        self.kernel_spec.interrupt_mode = "message"
+
+    @property
+    def kernel_log(self) -> Path:
+        """Where the kernel process's own stdout and stderr go (not the notebook's output)."""
+        assert self.scratch is not None
+        return self.scratch / "kernel.log"
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        # Keep ipykernel's banner and crash messages out of nbgrader's log.
+        with open(self.kernel_log, "ab") as log:
+            kw.update(stdout=log, stderr=log)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        assert self.scratch is not None, "call prepare() before starting the kernel"
+        command = super().format_kernel_cmd(extra_arguments)
+        return bwrap_command(self.scratch / "work", self.scratch / "ipc", self.carla_dir, self.limits) + command
+
+    def cleanup_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
