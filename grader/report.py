@@ -10,19 +10,24 @@ from grader.course import ASSIGNMENT, DB_URL, FEEDBACK, NOTEBOOK, exercises
 
 
 def scores(student: str, db_url: str = DB_URL) -> dict[str, float]:
-    """Points per exercise for ``student``'s submission, plus ``total``.
+    """Points per exercise for ``student``'s submission, plus ``total`` and ``ungraded``.
 
-    Raises ``KeyError`` when the gradebook has no graded submission for them.
+    ``ungraded`` lists the graded cells that have no score at all (counted as
+    0 in the points), which should never happen after a complete autograde.
+    Raises ``KeyError`` when the gradebook has no submission for them.
     """
-    result: dict[str, float] = {}
+    result: dict = {}
     with Gradebook(db_url) as gb:
         try:
-            grades = {g.name: g.score for g in gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, student).grades}
+            rows = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, student).grades
         except MissingEntry as err:
             raise KeyError(f"no graded submission of {ASSIGNMENT} for {student!r}") from err
+        grades = {g.name: g.score for g in rows}
+        ungraded = sorted(g.name for g in rows if g.auto_score is None and g.manual_score is None)
     for exercise, cells in exercises().items():
         result[exercise] = sum(grades.get(cell, 0.0) for cell, _ in cells)
     result["total"] = sum(result.values())
+    result["ungraded"] = ungraded
     return result
 
 
@@ -42,5 +47,6 @@ def format_table(students: dict[str, str], db_url: str = DB_URL) -> str:
     for student, description in students.items():
         got = scores(student, db_url)
         cells = "  ".join(f"{got[c]:g}".rjust(widths[c]) for c in maxima)
-        lines.append(f"{student.ljust(name_width)}  {cells}   {description}")
+        missing = f"   NOT GRADED: {', '.join(got['ungraded'])}" if got["ungraded"] else ""
+        lines.append(f"{student.ljust(name_width)}  {cells}   {description}{missing}")
     return "\n".join(lines)
