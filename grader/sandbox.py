@@ -13,6 +13,7 @@ gradebook and every other submission, is not mounted at all.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -59,19 +60,27 @@ class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot create namespaces on this machine."""
 
 
+@functools.cache
 def check_available() -> None:
-    """Raise ``SandboxUnavailable`` with the fix unless a trivial sandbox starts."""
+    """Raise ``SandboxUnavailable`` with the fix unless the kernel's Python starts in an empty sandbox.
+
+    Run once per process, before any submission: a kernel that then fails to
+    start can only be the submission's doing, and it gets 0 with the reason
+    instead of every student getting 0 for a broken sandbox.
+    """
     if shutil.which("bwrap") is None or shutil.which("prlimit") is None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) and prlimit are needed to grade untrusted notebooks: run `make sandbox-deps`, "
             "or pass --SandboxedExecute.sandbox=False to grade without a sandbox (trusted notebooks only)."
         )
-    probe = subprocess.run(
-        ["bwrap", *_system_mounts(), "--unshare-all", "--die-with-parent", "true"],
-        capture_output=True, text=True, check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="unet-sandbox-check-") as scratch:
+        (Path(scratch) / "work").mkdir()
+        (Path(scratch) / "ipc").mkdir()
+        command = bwrap_command(Path(scratch) / "work", Path(scratch) / "ipc", None, Limits())
+        probe = subprocess.run([*command, sys.executable, "-c", "import ipykernel, zmq"],
+                               capture_output=True, text=True, check=False, timeout=120)
     if probe.returncode != 0:
-        raise SandboxUnavailable(f"bubblewrap cannot start a sandbox here: {probe.stderr.strip()}")
+        raise SandboxUnavailable(f"the kernel's Python does not start in the sandbox: {probe.stderr.strip()[-500:]}")
 
 
 def _system_mounts() -> list[str]:
@@ -100,11 +109,13 @@ def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: L
     args = [
         *limits.prlimit(),
         "bwrap",
-        *_system_mounts(),
         "--proc", "/proc",
         "--dev", "/dev",
+        # The empty /tmp comes before the binds: the Python installation may
+        # itself live under /tmp (a CI clone), and a later mount would hide it.
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
         "--size", str(limits.tmp_bytes), "--tmpfs", HOME,
+        *_system_mounts(),
         "--bind", str(workdir), WORK,
         "--bind", str(ipc_dir), str(ipc_dir),
         "--unshare-all",
@@ -116,6 +127,10 @@ def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: L
         "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
         "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3",
         "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+        # The student's folder is not on sys.path while the kernel starts, so a
+        # handed-in file named like a module (ipykernel_launcher.py,
+        # sitecustomize.py) cannot stop the kernel; IPython adds it afterwards.
+        "--setenv", "PYTHONSAFEPATH", "1",
         "--setenv", "NBGRADER_EXECUTION", os.environ.get("NBGRADER_EXECUTION", "autograde"),
         "--chdir", WORK,
     ]
@@ -162,7 +177,10 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         assert self.scratch is not None, "call prepare() before starting the kernel"
-        command = super().format_kernel_cmd(extra_arguments)
+        command = super().format_kernel_cmd(extra_arguments) + [
+            # Once started, the kernel imports from the notebook's folder as usual (see PYTHONSAFEPATH).
+            "--IPKernelApp.exec_lines=__import__('sys').path.insert(0, '')",
+        ]
         return bwrap_command(self.scratch / "work", self.scratch / "ipc", self.carla_dir, self.limits) + command
 
     def cleanup_scratch(self) -> None:
