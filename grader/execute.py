@@ -112,7 +112,7 @@ class SandboxedExecute(Execute):
 
     def _grade_run(self, nb: NotebookNode, resources: dict, record: dict) -> None:
         notebook_dir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
-        broke_at = self._run(nb, resources, notebook_dir, record, visible=True)
+        broke_at = self._run(nb, resources, notebook_dir, record)
         if record["evidence"] is None and broke_at is not None:
             # Grade what the cells before the breaking one defined, in a fresh kernel.
             replay = NotebookNode(nb)
@@ -121,9 +121,9 @@ class SandboxedExecute(Execute):
                 if cell.cell_type == "code":
                     cell.outputs = []
             self.log.warning("Kernel broke in cell %d; replaying the cells before it to collect evidence", broke_at)
-            self._run(replay, resources, notebook_dir, record, visible=False)
+            self._run(replay, resources, notebook_dir, record)
 
-    def _run(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: dict, visible: bool) -> int | None:
+    def _run(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: dict) -> int | None:
         """Execute ``nb`` then probe; return the index of the cell that broke the kernel, if any."""
         km = self._kernel_manager(notebook_dir)
         from nbclient import NotebookClient
@@ -150,7 +150,7 @@ class SandboxedExecute(Execute):
                     self._timed_out = False
                     try:
                         self.execute_cell(cell, index, store_history=True)
-                    except DeadKernelError:
+                    except (DeadKernelError, RuntimeError, TimeoutError):
                         reason = _exit_reason(self._exit_code(), self.limits)
                         message = f"This cell stopped the kernel: {reason}. Cells after it were not run."
                         cell.outputs.append(error_output("DeadKernelError", message))
@@ -167,6 +167,13 @@ class SandboxedExecute(Execute):
                 if broke_at is None or not _died(record, broke_at):
                     self._probe(nb, record)
                     self.log.info("Evidence collected in %.1f s", monotonic() - ran)
+        except (RuntimeError, TimeoutError, OSError) as err:
+            # The kernel did not start, e.g. because a file in the student's folder
+            # broke Python's start-up: a recorded 0 with the reason, not a lost grade.
+            self.log.error("Kernel failed in %s: %s", notebook_dir, err)
+            record["reason"] = (f"the notebook's kernel could not start or run in your folder ({type(err).__name__}: "
+                                f"{str(err)[:200]}); check that no file you handed in has the name of a Python "
+                                "module")
         finally:
             self.timeout = cell_timeout
             if km is not None:

@@ -33,6 +33,8 @@ class Fault:
     scores: dict[str, float]
     # grade_id -> words its failure message must contain; every other hidden test cell must pass.
     messages: dict[str, str] = field(default_factory=dict)
+    # Other files handed in next to the notebook.
+    extra: dict[str, bytes] = field(default_factory=dict)
 
 
 def _bytes(nb: NotebookNode) -> bytes:
@@ -152,6 +154,8 @@ def corpus(course_root: str) -> list[Fault]:
               FULL),
         Fault("ok_snoop", lambda r: _bytes(_after(_reference(r), "conv_block", SNOOP.format(root=course_root))),
               FULL),
+        Fault("ok_shadow_files", lambda r: _bytes(_reference(r)), FULL,
+              extra=dict.fromkeys(["ipykernel_launcher.py", "sitecustomize.py"], b"import os\nos._exit(0)\n")),
         Fault("ok_deleted_tests", lambda r: _bytes(_deleted_and_moved(r)), FULL),
         Fault("cheat_monkeypatch", lambda r: _bytes(_after(r, "conv_block", CHEAT)), NOTHING,
               _zero("NotImplementedError")),

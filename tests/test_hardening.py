@@ -32,6 +32,8 @@ def course(tmp_path_factory, small_data) -> Course:
         path = course.root / "submitted" / fault.name / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
         path.parent.mkdir(parents=True)
         path.write_bytes(fault.make(release))
+        for name, content in fault.extra.items():
+            (path.parent / name).write_bytes(content)
     course.nbgrader("autograde", ASSIGNMENT, "--force", *LIMITS)
     course.nbgrader("generate_feedback", ASSIGNMENT, "--force")
     course.nbgrader("export", f"--CsvExportPlugin.to={course.root / 'grades.csv'}")
