@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent
 # and the hook below lives in the grader package there.
 sys.path.insert(0, str(ROOT))
 
-# Kernels started by nbgrader inherit this process's environment: the hidden
-# tests import `grader.checks` from this folder, and TensorFlow must not write
-# start-up logs to stderr, because nbgrader scores a test cell 0 for any stderr.
+# The source notebook's hidden cells import `grader.checks` from this folder when
+# an instructor runs it (and when grading runs without the sandbox), and
+# TensorFlow must not write start-up logs to stderr, which nbgrader scores 0.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # nbgrader runs `alembic` by name; make the virtual environment's copy findable

@@ -26,6 +26,7 @@ from time import monotonic
 from typing import Any
 
 from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
@@ -45,11 +46,15 @@ def error_output(ename: str, message: str) -> NotebookNode:
 
 
 def _exit_reason(code: int | None, limits: Limits) -> str:
+    """Why the kernel ended, from its exit status (bubblewrap reports a signal as 128 + its number)."""
     if code is None:
         return "the kernel stopped responding"
-    if code > 128:
-        number = code - 128
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+    if code < 0 or code > 128:
+        number = -code if code < 0 else code - 128
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
         if number == signal.SIGXCPU:
             return f"the kernel was stopped after using {limits.cpu_seconds} s of CPU time (SIGXCPU)"
         if number == signal.SIGKILL:
@@ -126,8 +131,6 @@ class SandboxedExecute(Execute):
     def _run(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: dict) -> int | None:
         """Execute ``nb`` then probe; return the index of the cell that broke the kernel, if any."""
         km = self._kernel_manager(notebook_dir)
-        from nbclient import NotebookClient
-
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)

@@ -81,3 +81,17 @@ def test_the_sandbox_shows_the_work_folder_and_hides_the_course(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:4] == ["student file", "False False", "True", str(Limits().memory_bytes)]
     assert (tmp_path / "work" / "out.txt").read_text() == "ok"
+
+
+@pytest.mark.parametrize("code, words", [
+    (None, "stopped responding"),
+    (3, "exited with status 3"),
+    (137, "SIGKILL"),
+    (-9, "SIGKILL"),
+    (152, "900 s of CPU time"),
+    (139, "signal SIGSEGV"),
+])
+def test_a_dead_kernel_is_explained_by_its_exit_status(code, words):
+    from grader.execute import _exit_reason
+
+    assert words in _exit_reason(code, Limits())
