@@ -125,7 +125,9 @@ def rebuild(text: str, context: str) -> tf.keras.Model:
     try:
         config = json.loads(text)
         entries = config["config"]["layers"]
-    except (TypeError, ValueError, KeyError) as err:
+        if config.get("class_name") != "Functional" or not all(isinstance(e, dict) for e in entries):
+            raise ValueError("not a functional model")
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
         raise CheckFailed(f"{context}: the model could not be read back ({type(err).__name__}).") from None
     for entry in entries:
         name = entry.get("class_name")

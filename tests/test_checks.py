@@ -156,3 +156,10 @@ def test_models_with_code_are_not_rebuilt(layer_module, layer_class):
     text = json.dumps({"class_name": "Functional", "config": {"layers": [layer]}})
     with pytest.raises(checks.CheckFailed, match=f"contains '{layer_class}', which is not one of Keras' built-in"):
         checks.rebuild(text, "context")
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"class_name": "Sequential", "config": {"layers": []}}',
+                                  '{"class_name": "Functional", "config": {"layers": [1]}}'])
+def test_evidence_that_is_not_a_functional_model_fails_cleanly(text):
+    with pytest.raises(checks.CheckFailed, match="the model could not be read back"):
+        checks.rebuild(text, "context")
