@@ -108,7 +108,8 @@ class Evidence:
         """The probe's raw answer for ``case``; an error in the student's code fails the check."""
         answer = self.data.get("cases", {}).get(case.key)
         if answer is None:
-            raise CheckFailed(f"{context}: the grader got no result for this call.")
+            why = self.data.get("incomplete", "no result came back")
+            raise CheckFailed(f"{context}: this call could not be tested: {why}.")
         if "error" in answer:
             raise CheckFailed(f"{context}: your code raised {answer['error']}")
         return answer

@@ -223,21 +223,32 @@ class SandboxedExecute(Execute):
         # the probe cell sits at the end while it runs.
         nb.cells.append(cell)
         self._timed_out = False
+        died = None
         try:
             self.execute_cell(cell, len(nb.cells) - 1, store_history=False)
-        except DeadKernelError:
-            record["reason"] = _exit_reason(self._exit_code(), self.limits) + " while your functions were tested"
-            return
+        except (DeadKernelError, RuntimeError, TimeoutError):
+            died = _exit_reason(self._exit_code(), self.limits)
         finally:
             nb.cells.pop()
-        for output in reversed(cell.outputs):
-            data = output.get("data", {}).get(probe.MIME) if output.get("output_type") == "display_data" else None
-            if isinstance(data, dict) and data.get("nonce") == request["nonce"]:
-                record["evidence"] = data
-                record["reason"] = None
-                return
-        record["reason"] = (f"testing your functions took longer than {self.probe_timeout} s" if self._timed_out
-                            else "your functions could not be tested (the kernel returned no result)")
+        parts = [
+            data for output in cell.outputs
+            if output.get("output_type") == "display_data"
+            and isinstance(data := output.get("data", {}).get(probe.MIME), dict)
+            and data.get("nonce") == request["nonce"]
+        ]
+        if died:
+            reason = f"{died} while your functions were tested"
+        elif self._timed_out:
+            reason = f"testing your functions took longer than {self.probe_timeout} s"
+        else:
+            reason = "your functions could not be tested (the kernel returned no result)"
+        if not parts:
+            record["reason"] = reason
+            return
+        evidence = probe.merge(parts)
+        if not evidence["complete"]:
+            evidence["incomplete"] = reason
+        record["evidence"], record["reason"] = evidence, None
 
     # -- output cap --------------------------------------------------------------
 

@@ -183,6 +183,10 @@ def corpus(course_root: str) -> list[Fault]:
         Fault("infinite_loop", lambda r: _bytes(_with("unet_model", "def unet_model(",
                                                       "while True:\n    pass\n\n\ndef unet_model(")(r)),
               {**FULL, "unet_model": 0.0}, _mark(UNET, "did not finish within")),
+        Fault("loop_in_function",
+              lambda r: _bytes(_with("unet_model", "    inputs = Input(input_size)",
+                                     "    while True:\n        pass\n    inputs = Input(input_size)")(r)),
+              {**FULL, "unet_model": 0.0}, _mark(UNET, "took longer than the time allowed for one call")),
         Fault("runaway_memory",
               lambda r: _bytes(_with("upsampling_block", "def upsampling_block(",
                                      "hoard = []\nwhile True:\n    hoard.append(bytearray(2**28))\n\n\n"

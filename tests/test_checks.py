@@ -8,7 +8,7 @@ from grader import checks
 from grader.checks import CHECKS, Evidence, judge, probe_request
 from grader.course import exercises, reference_solutions
 from grader.examples import BUGS, Bug, solutions_for
-from grader.probe import collect
+from grader.probe import collect, merge, pieces
 from tests.conftest import notebook_namespace
 
 
@@ -163,3 +163,14 @@ def test_models_with_code_are_not_rebuilt(layer_module, layer_class):
 def test_evidence_that_is_not_a_functional_model_fails_cleanly(text):
     with pytest.raises(checks.CheckFailed, match="the model could not be read back"):
         checks.rebuild(text, "context")
+
+
+def test_calls_that_sent_no_result_fail_with_the_reason(reference):
+    parts = list(pieces(reference, probe_request()))
+    assert parts[-1] == {"complete": True}
+    evidence = merge(parts[:-2])  # the last call and the end marker never came
+    assert evidence["complete"] is False
+    evidence["incomplete"] = "testing your functions took longer than 180 s"
+    assert judge("test_conv_block_default", Evidence(evidence)).startswith("conv_block:")
+    with pytest.raises(checks.CheckFailed, match="this call could not be tested: testing your functions took longer"):
+        judge("test_unet_encoder", Evidence(evidence))
