@@ -29,7 +29,10 @@ PASSED = "Passed"
 def _parse(source: str) -> ast.Module | None:
     # Cells with IPython magics or syntax errors cannot be parsed; they define nothing we can read.
     try:
-        return ast.parse(source)
+        tree = ast.parse(source)
+        # Some errors (e.g. a module-level `nonlocal`) only show in the symbol table.
+        symtable.symtable(source, "<cell>", "exec")
+        return tree
     except (SyntaxError, ValueError):
         return None
 
@@ -71,6 +74,7 @@ def globals_used(name: str, sources: list[str]) -> list[str]:
 
 
 def defined_functions(source: str) -> list[str]:
+    """Names of the functions that ``source`` defines at top level."""
     tree = _parse(source)
     return [] if tree is None else [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
 

@@ -58,7 +58,8 @@ def test_global_variables_read_by_a_function_are_found():
 
 
 def test_the_last_definition_counts_and_broken_cells_are_skipped():
-    cells = ["N = 4", "def f():\n    return N", "%matplotlib inline", "def f():\n    N = 2\n    return N", "def ("]
+    cells = ["N = 4", "def f():\n    return N", "%matplotlib inline", "def f():\n    N = 2\n    return N", "def (",
+             "nonlocal N"]
     assert globals_used("f", cells) == []
     assert defined_functions("def a():\n    pass\n\ndef b():\n    pass\nx = 1") == ["a", "b"]
 
