@@ -82,6 +82,8 @@ def defined_functions(source: str) -> list[str]:
 def verdicts(nb: NotebookNode, record: dict) -> dict[str, tuple[bool, str]]:
     """``grade_id -> (passed, message)`` for every hidden test cell of ``nb``."""
     student_sources = [c.source for c in nb.cells if c.cell_type == "code" and not is_grade(c)]
+    # Each function is read once, though two hidden cells test it.
+    reads = {check.function: globals_used(check.function, student_sources) for check in CHECKS.values()}
     solution_cell = {c.metadata.nbgrader["grade_id"]: (i, c) for i, c in enumerate(nb.cells)
                      if c.cell_type == "code" and is_solution(c)}
     problems = {int(k): v for k, v in record.get("problems", {}).items()}
@@ -95,7 +97,7 @@ def verdicts(nb: NotebookNode, record: dict) -> dict[str, tuple[bool, str]]:
         if check is None:
             results[grade_id] = (False, f"The grader has no check for the cell '{grade_id}'; ask your instructor.")
             continue
-        passed, message = _one(check.function, grade_id, evidence, record, student_sources,
+        passed, message = _one(check.function, grade_id, evidence, record, reads[check.function],
                                solution_cell.get(check.function), problems)
         if not passed and notes(nb):
             message += " Note: " + " ".join(notes(nb))
@@ -103,7 +105,7 @@ def verdicts(nb: NotebookNode, record: dict) -> dict[str, tuple[bool, str]]:
     return results
 
 
-def _one(function: str, grade_id: str, evidence: Evidence | None, record: dict, sources: list[str],
+def _one(function: str, grade_id: str, evidence: Evidence | None, record: dict, used: list[str],
          solution: tuple[int, NotebookNode] | None, problems: dict[int, str]) -> tuple[bool, str]:
     note = ""
     if solution is not None and solution[0] in problems:
@@ -119,7 +121,6 @@ def _one(function: str, grade_id: str, evidence: Evidence | None, record: dict, 
         check_function(function, evidence.function(function))
     except CheckFailed as err:
         return False, f"{err}{note}"
-    used = globals_used(function, sources)
     if used:
         names = ", ".join(f"'{n}'" for n in used)
         return False, (f"{function} uses the global variable{'s' if len(used) > 1 else ''} {names}, defined "
