@@ -96,3 +96,13 @@ def test_a_dead_kernel_is_explained_by_its_exit_status(code, words):
     from grader.execute import _exit_reason
 
     assert words in _exit_reason(code, Limits())
+
+
+def test_a_binary_file_is_read_as_an_empty_notebook_with_a_note(tmp_path):
+    from grader.intake import SubmissionExporter
+
+    path = tmp_path / "unet.ipynb"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    output, _ = SubmissionExporter().from_filename(str(path))
+    nb = nbformat.reads(output, as_version=4)
+    assert nb.cells == [] and "not UTF-8" in notes(nb)[0]
