@@ -19,6 +19,14 @@ SOLUTION_BEGIN = "### BEGIN SOLUTION"
 SOLUTION_END = "### END SOLUTION"
 
 
+def active_coursedir():
+    """The ``CourseDirectory`` of the nbgrader command running in this process, or None."""
+    from traitlets.config import Application
+
+    app = Application.instance() if Application.initialized() else None
+    return getattr(app, "coursedir", None)
+
+
 def nbgrader_meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 

@@ -138,6 +138,7 @@ class SandboxedExecute(Execute):
         cell_timeout = self.timeout
         deadline = monotonic() + self.notebook_timeout
         broke_at: int | None = None
+        died = False
         try:
             with self.setup_kernel(cwd=str(notebook_dir)):
                 for index, cell in enumerate(nb.cells):
@@ -158,16 +159,16 @@ class SandboxedExecute(Execute):
                         message = f"This cell stopped the kernel: {reason}. Cells after it were not run."
                         cell.outputs.append(error_output("DeadKernelError", message))
                         record["problems"][index] = message
-                        broke_at = index
+                        broke_at, died = index, True
                         break
                     problem = self._cell_problem(cell)
                     if problem:
                         record["problems"].setdefault(index, problem)
-                        if problem.startswith("This cell did not finish") and broke_at is None:
-                            broke_at = index
+                    if self._timed_out and broke_at is None:
+                        broke_at = index
                 ran = monotonic()
                 self.log.info("Notebook ran in %.1f s", ran - deadline + self.notebook_timeout)
-                if broke_at is None or not _died(record, broke_at):
+                if not died:
                     self._probe(nb, record)
                     self.log.info("Evidence collected in %.1f s", monotonic() - ran)
         except (RuntimeError, TimeoutError, OSError) as err:
@@ -265,10 +266,6 @@ class SandboxedExecute(Execute):
                                 text=f"\n[output cut: this cell printed more than {self.output_limit} characters]\n")
             outs.append(note)
         return None
-
-
-def _died(record: dict, index: int) -> bool:
-    return "stopped the kernel" in record["problems"].get(index, "")
 
 
 def _find_data(notebook_dir: Path) -> Path | None:

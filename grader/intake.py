@@ -27,7 +27,8 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets.config import Application
+
+from grader.course import active_coursedir, nbgrader_meta
 
 NOTE_KEY = "unet_grader"
 
@@ -39,6 +40,13 @@ def _note(nb: NotebookNode, text: str) -> None:
 def notes(nb: NotebookNode) -> list[str]:
     """What intake had to say about this submission, for the feedback."""
     return list(nb.get("metadata", {}).get(NOTE_KEY, {}).get("notes", []))
+
+
+def _empty(note: str) -> NotebookNode:
+    """A notebook with no cells, carrying ``note`` for the feedback."""
+    nb = new_notebook()
+    _note(nb, note)
+    return nb
 
 
 def _salvage(raw: NotebookNode) -> NotebookNode:
@@ -63,16 +71,12 @@ def _salvage(raw: NotebookNode) -> NotebookNode:
 def read_submission(text: str) -> NotebookNode:
     """``text`` as a notebook; never raises, but notes what was wrong."""
     if not text.strip():
-        nb = new_notebook()
-        _note(nb, "The submitted notebook file is empty.")
-        return nb
+        return _empty("The submitted notebook file is empty.")
     try:
         raw = nbformat.reads(text, as_version=4)
     except Exception as err:  # noqa: BLE001 - broken JSON, unknown format version, ...
-        nb = new_notebook()
-        _note(nb, f"The submitted file is not a readable notebook ({type(err).__name__}: "
-                  f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no detail'}).")
-        return nb
+        return _empty(f"The submitted file is not a readable notebook ({type(err).__name__}: "
+                      f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no detail'}).")
     for cell in raw.get("cells", []):
         meta = cell.get("metadata") if isinstance(cell, dict) else None
         # nbgrader metadata of another schema version aborts the whole batch in
@@ -87,9 +91,7 @@ def read_submission(text: str) -> NotebookNode:
         try:
             nb = _salvage(raw)
         except Exception as err:  # noqa: BLE001
-            nb = new_notebook()
-            _note(nb, f"The submitted notebook is damaged beyond repair ({type(err).__name__}).")
-            return nb
+            return _empty(f"The submitted notebook is damaged beyond repair ({type(err).__name__}).")
         _note(nb, "The submitted notebook had invalid parts; only its code and markdown cells were kept.")
         return nb
 
@@ -101,8 +103,7 @@ class SubmissionExporter(NotebookExporter):
         try:
             text = file_stream.read()
         except UnicodeDecodeError:
-            nb = new_notebook()
-            _note(nb, "The submitted file is not text (it is not UTF-8), so it is not a notebook.")
+            nb = _empty("The submitted file is not text (it is not UTF-8), so it is not a notebook.")
         else:
             nb = read_submission(text)
         return self.from_notebook_node(nb, resources=resources, **kw)
@@ -110,15 +111,14 @@ class SubmissionExporter(NotebookExporter):
 
 def _source_order(assignment: str, notebook: str) -> list[str]:
     """grade_ids of the source notebook's nbgrader cells, in order."""
-    app = Application.instance() if Application.initialized() else None
-    coursedir = getattr(app, "coursedir", None)
+    coursedir = active_coursedir()
     if coursedir is None:
         return []
     path = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{notebook}.ipynb"
     if not path.exists():
         return []
     source = nbformat.read(path, as_version=4)
-    return [c.metadata["nbgrader"]["grade_id"] for c in source.cells if "grade_id" in c.metadata.get("nbgrader", {})]
+    return [nbgrader_meta(c)["grade_id"] for c in source.cells if "grade_id" in nbgrader_meta(c)]
 
 
 class RestoreLockedCells(NbGraderPreprocessor):
@@ -129,7 +129,7 @@ class RestoreLockedCells(NbGraderPreprocessor):
         for cell in nb.cells:
             # OverwriteCells removes unknown grade_ids but leaves the rest, which
             # nbgrader's metadata check would then reject.
-            if "nbgrader" in cell.metadata and "grade_id" not in cell.metadata.nbgrader:
+            if "nbgrader" in cell.metadata and "grade_id" not in nbgrader_meta(cell):
                 del cell.metadata["nbgrader"]
         with Gradebook(info["db_url"]) as gb:
             try:
@@ -139,7 +139,7 @@ class RestoreLockedCells(NbGraderPreprocessor):
             cells = {c.name: c for c in source_nb.source_cells}
             points = {c.name: c.max_score for c in source_nb.grade_cells}
             order = _source_order(info["assignment"], info["notebook"]) or sorted(cells)
-            present = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+            present = {nbgrader_meta(c).get("grade_id") for c in nb.cells} - {None}
             if not present & set(cells):
                 _note(nb, "This notebook has none of the assignment's cells: is it the notebook of another "
                           "assignment? Submit the assignment's own notebook with your code in it.")
@@ -170,6 +170,6 @@ class RestoreLockedCells(NbGraderPreprocessor):
     @staticmethod
     def _after(nb: NotebookNode, earlier: list[str]) -> int:
         """Index just after the last cell of ``earlier`` found in ``nb`` (0 if none)."""
-        positions = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
+        positions = {nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(nb.cells)}
         found = [positions[g] for g in earlier if g in positions]
         return max(found) + 1 if found else 0

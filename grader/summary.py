@@ -20,7 +20,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
 
-from grader.course import ASSIGNMENT, AUTOGRADED, DB_URL, NOTEBOOK, ROOT, exercises, nbgrader_meta  # noqa: E402
+from grader.course import (  # noqa: E402
+    ASSIGNMENT,
+    AUTOGRADED,
+    DB_URL,
+    NOTEBOOK,
+    ROOT,
+    active_coursedir,
+    exercises,
+    nbgrader_meta,
+)
 
 
 def failure_reasons(student: str, autograded: Path = AUTOGRADED) -> dict[str, str]:
@@ -101,9 +110,7 @@ def after_autograde(assignment: str, student: str, notebooks: list[str]) -> None
     nbgrader calls it after each submission and only logs its errors, so a
     problem here never stops or changes grading.
     """
-    from traitlets.config import Application
-
-    coursedir = Application.instance().coursedir
+    coursedir = active_coursedir()
     root = Path(coursedir.root)
     render(coursedir.db_url, root / coursedir.autograded_directory, root / "reports")
 
