@@ -12,7 +12,9 @@
   in an exception that would make nbgrader drop the submission;
 - when the kernel died or stopped answering, the cells before the one that
   broke it are run again in a fresh sandbox, so the exercises defined there
-  are still graded.
+  are still graded;
+- the cells after the last graded cell (training, plots) are not run: no
+  grade depends on them, and they would take most of the time.
 
 What happened is left in ``resources["unet_grading"]`` for ``ApplyVerdicts``.
 """
@@ -39,6 +41,8 @@ from grader.checks import probe_request
 from grader.sandbox import Limits, SandboxedKernelManager, check_available
 
 TIMEOUT_NAME = "CellTimeoutError"
+NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come after the last graded cell, "
+                "so they cannot change your grade.]\n")
 
 
 def error_output(ename: str, message: str) -> NotebookNode:
@@ -76,9 +80,12 @@ class SandboxedExecute(Execute):
     cpu_seconds = Integer(Limits.cpu_seconds, help="CPU seconds the kernel may use.").tag(config=True)
     memory_bytes = Integer(Limits.memory_bytes, help="Address space the kernel may map, in bytes.").tag(
         config=True)
+    run_after_last_test = Bool(False, help="Also run the cells after the last graded cell (training and "
+                                           "plots). They cannot change any grade.").tag(config=True)
 
     _warned = False
     _timed_out = False
+    _last_graded = -1
 
     @property
     def limits(self) -> Limits:
@@ -90,6 +97,7 @@ class SandboxedExecute(Execute):
         hidden = {i: cell.source for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and is_grade(cell)}
         for index in hidden:
             nb.cells[index].source = ""
+        self._last_graded = -1 if self.run_after_last_test else max(hidden, default=-1)
         record: dict[str, Any] = {"problems": {}, "evidence": None, "reason": None}
         try:
             self._grade_run(nb, resources, record)
@@ -138,11 +146,18 @@ class SandboxedExecute(Execute):
         cell_timeout = self.timeout
         deadline = monotonic() + self.notebook_timeout
         broke_at: int | None = None
-        died = False
+        died = skipped = False
         try:
             with self.setup_kernel(cwd=str(notebook_dir)):
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code" or not cell.source.strip():
+                        continue
+                    if 0 <= self._last_graded < index:
+                        # Training and plots come after the last test: grading skips them,
+                        # which more than halves the time per submission.
+                        cell.outputs = [] if skipped else [NotebookNode(
+                            output_type="stream", name="stdout", text=NOT_RUN_NOTE)]
+                        skipped = True
                         continue
                     remaining = deadline - monotonic()
                     if remaining < 1:

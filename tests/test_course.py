@@ -12,8 +12,9 @@ import pytest
 from grader import summary
 from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
 from grader.examples import EXAMPLES, write_examples
+from grader.execute import NOT_RUN_NOTE
 from grader.report import scores
-from tests.conftest import Course
+from grader.scratch_course import Course
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +92,14 @@ def test_autograde_itself_leaves_the_summary_of_its_course(course):
     """nbgrader's post-convert hook wrote the summary into the course being graded."""
     written = (course.root / "reports" / "summary.md").read_text().strip()
     assert written == summary.render(course.db_url, course.root / "autograded", course.root / "reports2")
+
+
+def test_grading_runs_the_notebook_up_to_its_last_graded_cell(course):
+    path = course.root / "autograded" / "reference" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    last_graded = max(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    before, after = cells[:last_graded], cells[last_graded + 1:]
+    assert any("unet.fit(" in c.source for c in after), "training comes after the last graded cell"
+    assert any(c.outputs for c in before if "print(" in c.source), "the cells before it ran"
+    assert [c.outputs for c in after[1:]] == [[]] * (len(after) - 1)
+    assert after[0].outputs[0]["text"] == NOT_RUN_NOTE
