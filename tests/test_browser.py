@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from grader.course import NOTEBOOK, ROOT, nbgrader_meta, reference_solutions
-from tests.conftest import Course
+from grader.scratch_course import Course
 
 pytestmark = pytest.mark.slow
 

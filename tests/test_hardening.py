@@ -12,7 +12,7 @@ import pytest
 
 from grader.course import ASSIGNMENT, NOTEBOOK
 from grader.report import scores
-from tests.conftest import Course
+from grader.scratch_course import Course
 from tests.fault_corpus import FULL, corpus
 
 pytestmark = pytest.mark.slow
