@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 
-.PHONY: venv data demo test lint figures browser-deps sandbox-deps clean
+.PHONY: venv data demo test lint figures bench browser-deps sandbox-deps postgres-deps clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ lint: $(STAMP)
 figures: $(STAMP)
 	$(BIN)/python notebooks/make_figures.py
 
+# Speed and quality figures (bench/); about 40 minutes on 2 cores.  BENCH_ARGS
+# picks sections, e.g. make bench BENCH_ARGS="--only grading,throughput".
+bench: data sandbox-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 # Debian's Chromium for the browser test (Playwright drives it; it downloads no browser).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
@@ -48,6 +53,12 @@ browser-deps:
 sandbox-deps:
 	@command -v bwrap >/dev/null && command -v prlimit >/dev/null || \
 	{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux; }
+
+# A PostgreSQL server for the distributed-grading tests (they start their own
+# throw-away instance; without it they are skipped, except in CI).
+postgres-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; }
 
 clean:
 	rm -rf release submitted autograded feedback gradebook.db grades.csv reports

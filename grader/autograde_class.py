@@ -1,0 +1,268 @@
+"""Autograde a whole class at once: worker processes on this machine, or a Dask cluster.
+
+    python -m grader.autograde_class --workers 4                  # this machine, SQLite gradebook
+    python -m grader.autograde_class --dask local:4 --db URL      # a local Dask cluster
+    python -m grader.autograde_class --dask tcp://host:8786 --db postgresql+psycopg://...
+
+Every submission is graded by nbgrader's own ``Autograde`` converter with the
+settings of ``nbgrader_config.py`` (sandbox, verdicts, gradebook writes), so a
+submission gets exactly the grade ``nbgrader autograde --student=ID`` gives it.
+What changes is only how many are graded at once: each worker is a long-lived
+process that imports TensorFlow once and then grades one submission after
+another.
+
+SQLite lets one writer in at a time, so with local workers a gradebook write
+waits up to a minute for its turn instead of failing after SQLite's usual
+5 s.  Workers on several machines need a gradebook server (PostgreSQL,
+``--db``) and the course folder on a shared file system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from grader.course import ASSIGNMENT, ROOT
+
+SQLITE_BUSY_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every worker needs to grade like ``nbgrader autograde`` run in ``ROOT``."""
+
+    course_root: str
+    db_url: str
+    assignment: str = ASSIGNMENT
+    force: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One submission's grading: whether nbgrader finished it, and its warnings or error."""
+
+    student: str
+    ok: bool
+    seconds: float
+    messages: tuple[str, ...] = ()
+
+
+def default_db_url(course_root: Path) -> str:
+    return f"sqlite:///{course_root / 'gradebook.db'}"
+
+
+def submitted_students(course_root: Path, assignment: str = ASSIGNMENT, pattern: str = "*") -> list[str]:
+    """Ids of the students with a submission of ``assignment``, sorted; ``pattern`` as nbgrader's ``--student``."""
+    submitted = course_root / "submitted"
+    return sorted(p.parent.name for p in submitted.glob(f"*/{assignment}")
+                  if p.is_dir() and fnmatch.fnmatchcase(p.parent.name, pattern))
+
+
+def _wait_for_sqlite_writes() -> None:
+    """Make this process's SQLite connections wait up to a minute for the write lock.
+
+    Python's sqlite3 waits 5 s and then fails with "database is locked"; with
+    several workers, and a gradebook on a slow or network disk, a write can
+    queue longer than that.  Only SQLite connections are touched.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if getattr(_wait_for_sqlite_writes, "done", False):
+        return
+
+    @event.listens_for(Engine, "connect")
+    def _connect(dbapi_connection, _record):
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+
+    _wait_for_sqlite_writes.done = True
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+_APPS: dict[Setup, object] = {}
+
+
+def _app(setup: Setup):
+    """This process's nbgrader autograde application for ``setup``, made once.
+
+    It is the process's Application instance, so the grader's preprocessors
+    find the course folder exactly as they do under the ``nbgrader`` command.
+    """
+    if setup not in _APPS:
+        from nbgrader.apps import AutogradeApp
+
+        os.chdir(ROOT)  # nbgrader reads nbgrader_config.py from the working directory
+        _wait_for_sqlite_writes()
+        app = AutogradeApp.instance()
+        app.initialize([f"--CourseDirectory.root={setup.course_root}",
+                        f"--CourseDirectory.db_url={setup.db_url}", "--log-level=ERROR"])
+        # The class summary is drawn once at the end, not after every submission
+        # (where workers would race to write it).
+        app.config.Autograde.post_convert_hook = None
+        _APPS[setup] = app
+    return _APPS[setup]
+
+
+def grade_one(setup: Setup, student: str) -> Outcome:
+    """Autograde ``student``'s submission in this process (a worker's task)."""
+    from nbgrader.converters import Autograde
+
+    app = _app(setup)
+    collect = _Collect()
+    app.log.addHandler(collect)
+    started = time.perf_counter()
+    try:
+        app.coursedir.assignment_id = setup.assignment
+        app.coursedir.student_id = student
+        converter = Autograde(coursedir=app.coursedir, parent=app)
+        converter.force = setup.force
+        converter.start()
+        ok = True
+    except Exception as error:  # noqa: BLE001 - reported per submission; the class carries on
+        collect.lines.append(f"{type(error).__name__}: {error}")
+        ok = False
+    finally:
+        app.log.removeHandler(collect)
+    return Outcome(student, ok, time.perf_counter() - started, tuple(collect.lines))
+
+
+def _sequential(setup: Setup, students: list[str]) -> Iterator[Outcome]:
+    for student in students:
+        yield grade_one(setup, student)
+
+
+def _local_pool(setup: Setup, students: list[str], workers: int) -> Iterator[Outcome]:
+    # spawn, not fork: each worker starts clean rather than inheriting TensorFlow's threads.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(grade_one, setup, s) for s in students]):
+            yield future.result()
+
+
+def _dask(setup: Setup, students: list[str], address: str) -> Iterator[Outcome]:
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    cluster = None
+    if address.startswith("local"):
+        workers = int(address.partition(":")[2] or os.cpu_count() or 1)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        address = cluster.scheduler_address
+    try:
+        with Client(address) as client:
+            # pure=False: grading has side effects, so Dask must run every task.
+            futures = client.map(grade_one, [setup] * len(students), students, pure=False,
+                                 key=[f"autograde-{s}" for s in students])
+            for future in dask_completed(futures):
+                yield future.result()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def check_ready(setup: Setup) -> None:
+    """Stop with a clear message when the gradebook does not know the assignment yet.
+
+    Workers would otherwise race to create it.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.engine import make_url
+
+    url = make_url(setup.db_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise SystemExit(f"There is no gradebook at {url.database}. Run "
+                         f"`nbgrader generate_assignment {setup.assignment}` first.")
+    # nbgrader runs `alembic` by name when it sets up an empty database.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    with Gradebook(setup.db_url) as gb:
+        try:
+            gb.find_assignment(setup.assignment)
+        except MissingEntry:
+            raise SystemExit(f"The gradebook {setup.db_url} has no assignment '{setup.assignment}'. Run "
+                             f"`nbgrader generate_assignment {setup.assignment}` with this --db first.") from None
+
+
+def autograde_class(setup: Setup, students: list[str], workers: int = 1, dask: str | None = None,
+                    on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Grade ``students`` with ``workers`` local processes, or on the Dask scheduler ``dask``.
+
+    Returns one ``Outcome`` per student, in the order of ``students``.
+    """
+    check_ready(setup)
+    if dask:
+        outcomes: Iterable[Outcome] = _dask(setup, students, dask)
+    elif workers > 1:
+        outcomes = _local_pool(setup, students, workers)
+    else:
+        outcomes = _sequential(setup, students)
+    by_student = {}
+    for outcome in outcomes:
+        by_student[outcome.student] = outcome
+        if on_done:
+            on_done(outcome)
+    return [by_student[s] for s in students]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="grading processes on this machine (default: one per core)")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="grade on this Dask scheduler, or 'local:N' for a local cluster of N workers")
+    parser.add_argument("--db", help="gradebook URL (default: the course folder's gradebook.db)")
+    parser.add_argument("--course", type=Path, default=ROOT, help="course folder (default: this repository)")
+    parser.add_argument("--assignment", default=ASSIGNMENT)
+    parser.add_argument("--student", default="*", help="students to grade, a pattern as in nbgrader")
+    parser.add_argument("--no-force", dest="force", action="store_false",
+                        help="skip submissions that are already autograded")
+    args = parser.parse_args(argv)
+
+    course = args.course.resolve()
+    setup = Setup(str(course), args.db or default_db_url(course), args.assignment, args.force)
+    students = submitted_students(course, args.assignment, args.student)
+    if not students:
+        raise SystemExit(f"No submissions of {args.assignment} under {course / 'submitted'} match '{args.student}'.")
+    where = f"Dask {args.dask}" if args.dask else f"{args.workers} worker process(es)"
+    print(f"Autograding {len(students)} submissions of {args.assignment} with {where}.", flush=True)
+
+    started = time.perf_counter()
+
+    def report(outcome: Outcome) -> None:
+        status = "ok" if outcome.ok else "FAILED"
+        print(f"  {outcome.student}: {status} ({outcome.seconds:.1f} s)", flush=True)
+        for line in outcome.messages if not outcome.ok else ():
+            print(f"    {line}", flush=True)
+
+    outcomes = autograde_class(setup, students, args.workers, args.dask, report)
+    failed = [o.student for o in outcomes if not o.ok]
+    elapsed = time.perf_counter() - started
+    print(f"{len(outcomes) - len(failed)} graded, {len(failed)} failed, in {elapsed:.0f} s "
+          f"({elapsed / len(outcomes):.1f} s per submission).")
+    from grader import summary
+
+    print(summary.render(setup.db_url, course / "autograded", course / "reports"))
+    if failed:
+        print("Not graded (see above): " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""grader.autograde_class without kernels: who is graded, and SQLite writes from many processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+
+from grader.autograde_class import _wait_for_sqlite_writes, submitted_students
+
+WRITERS = 4
+STUDENTS_EACH = 20
+
+
+def test_students_are_the_submitted_folders_that_match(tmp_path):
+    for student in ("bob", "alice", "amir"):
+        (tmp_path / "submitted" / student / "unet_segmentation").mkdir(parents=True)
+    (tmp_path / "submitted" / "carol" / "other_assignment").mkdir(parents=True)
+    (tmp_path / "submitted" / "stray.txt").write_text("")
+    assert submitted_students(tmp_path) == ["alice", "amir", "bob"]
+    assert submitted_students(tmp_path, pattern="a*") == ["alice", "amir"]
+    assert submitted_students(tmp_path, "other_assignment") == ["carol"]
+
+
+def _hold_write_lock(db_file: str, seconds: float) -> None:
+    """Keep the database's write lock for ``seconds``, like a slow write on a network disk."""
+    connection = sqlite3.connect(db_file, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    time.sleep(seconds)
+    connection.execute("COMMIT")
+
+
+def _add_students(db_url: str, writer: int) -> int:
+    _wait_for_sqlite_writes()
+    time.sleep(1)  # start writing while the lock is held
+    for i in range(STUDENTS_EACH):
+        with Gradebook(db_url) as gb:
+            gb.update_or_create_student(f"w{writer}-s{i}", first_name=str(i))
+            gb.update_or_create_student(f"w{writer}-s{i}", last_name=str(writer))
+    return writer
+
+
+def test_concurrent_sqlite_writers_queue_and_lose_nothing(tmp_path, monkeypatch):
+    # nbgrader runs `alembic` by name when it creates a gradebook.
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    with Gradebook(db_url):
+        pass  # create the tables once, as generate_assignment does before grading
+    with ProcessPoolExecutor(WRITERS + 1, mp_context=get_context("spawn")) as pool:
+        # Longer than sqlite3's own 5 s wait, which would end in "database is locked".
+        holder = pool.submit(_hold_write_lock, str(tmp_path / "gradebook.db"), 7)
+        assert sorted(pool.map(_add_students, [db_url] * WRITERS, range(WRITERS))) == list(range(WRITERS))
+        holder.result()
+    with Gradebook(db_url) as gb:
+        students = {s.id: (s.first_name, s.last_name) for s in gb.students}
+    assert students == {f"w{w}-s{i}": (str(i), str(w)) for w in range(WRITERS) for i in range(STUDENTS_EACH)}
