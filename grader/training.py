@@ -34,24 +34,49 @@ class Result:
     figures: list[Path]
 
 
-def train_and_plot(data_dir: Path, epochs: int, out: Path, seed: int = 0) -> Result:
-    """Train the reference model on ``data_dir`` and write the three figures to ``out``."""
+def batches(pairs, plain: bool = False, seed: int = 0):
+    """Training batches as the notebook makes them, or (``plain``) as the original course did.
+
+    Plain: decoding one pair at a time, cache, shuffle and batch, no prefetch.
+    """
+    if plain:
+        dataset = carla_data.make_dataset(pairs, parallel=False)
+        return dataset.cache().shuffle(carla_data.BUFFER_SIZE, seed=seed).batch(carla_data.BATCH_SIZE)
+    return carla_data.training_batches(carla_data.make_dataset(pairs), seed=seed)
+
+
+def fit_reference(data_dir: Path, epochs: int, seed: int = 0, plain: bool = False, callbacks=(), verbose=2):
+    """Train the reference U-Net on ``data_dir``'s training split as the notebook does.
+
+    Returns the model, its history and the held-out (validation) batches.
+    """
     tf.keras.utils.set_random_seed(seed)
     train_pairs, val_pairs = carla_data.split_pairs(carla_data.list_pairs(data_dir))
-    train = carla_data.training_batches(carla_data.make_dataset(train_pairs), seed=seed)
     val = carla_data.make_dataset(val_pairs).cache().batch(carla_data.BATCH_SIZE)
     model = reference_namespace()["unet_model"]()
     model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    history = model.fit(train, validation_data=val, epochs=epochs, shuffle=False, verbose=2).history
+    history = model.fit(batches(train_pairs, plain, seed), validation_data=val, epochs=epochs, shuffle=False,
+                        verbose=verbose, callbacks=list(callbacks)).history
+    return model, history, val
 
+
+def held_out_confusion(model, val, keep: int = 0) -> tuple[np.ndarray, list]:
+    """Confusion matrix of ``model`` on ``val``, and the first ``keep`` (image, mask, predicted) rows."""
     matrix = 0
     rows = []
     for images, masks in val:
         predicted = tf.argmax(model.predict(images, verbose=0), axis=-1)[..., tf.newaxis]
         matrix = matrix + carla_plots.confusion(masks, predicted)
-        if len(rows) < 3:
-            rows += [[i, m, p] for i, m, p in zip(images, masks, predicted, strict=True)][: 3 - len(rows)]
+        if len(rows) < keep:
+            rows += [[i, m, p] for i, m, p in zip(images, masks, predicted, strict=True)][: keep - len(rows)]
+    return matrix, rows
+
+
+def train_and_plot(data_dir: Path, epochs: int, out: Path, seed: int = 0) -> Result:
+    """Train the reference model on ``data_dir`` and write the three figures to ``out``."""
+    model, history, val = fit_reference(data_dir, epochs, seed)
+    matrix, rows = held_out_confusion(model, val, keep=3)
     iou = carla_plots.iou_per_class(matrix)
     out.mkdir(parents=True, exist_ok=True)
     figures = {

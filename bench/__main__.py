@@ -1,0 +1,126 @@
+"""Speed and quality figures, measured side by side in one run: `make bench`.
+
+    python -m bench [--only grading,class,throughput,quality] [--class-size 100] [--workers N]
+
+Sections:
+  grading     one submission: our autograde against plain nbgrader running the whole notebook
+  class       a class of generated submissions: one `nbgrader autograde` against --workers N
+  throughput  training images/s: the notebook's tf.data pipeline against the plain one
+  quality     held-out pixel accuracy and IoU after the notebook's epochs, synthetic and real data
+
+Each section prints its figures and how they compare with the targets of the
+speed-and-scale issue; everything is also written to reports/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+from grader.course import ROOT
+from grader.training import DEFAULT_EPOCHS
+
+REAL_DATA = ROOT.parent / "shared" / "carla"
+SECTIONS = ("grading", "class", "throughput", "quality")
+
+
+def verdict(ok: bool, distance: str = "") -> str:
+    return "target met" if ok else f"TARGET MISSED{': ' + distance if distance else ''}"
+
+
+def run_grading(args, data: Path) -> dict:
+    from bench.grading import per_submission
+
+    r = per_submission(data, args.repeats, args.plain_runs)
+    ratio = r["plain_median"] / r["ours_median"]
+    print(f"  ours:  median {r['ours_median']:.1f} s per submission over {len(r['ours'])} runs "
+          f"({', '.join(f'{t:.1f}' for t in r['ours'])})")
+    print(f"  plain: median {r['plain_median']:.1f} s ({len(r['plain'])} runs, whole notebook with "
+          f"{DEFAULT_EPOCHS} epochs of training)")
+    print(f"  ratio: {ratio:.1f}x faster; same scores: {r['same_scores']}")
+    median = r["ours_median"]
+    print(f"  <= 15 s per submission: {verdict(median <= 15, f'{median - 15:.1f} s over')}; "
+          f">= 10x: {verdict(ratio >= 10, f'{ratio:.1f}x')}")
+    return {**r, "ratio": ratio}
+
+
+def run_class(args, data: Path) -> dict:
+    from bench.grading import whole_class
+
+    r = whole_class(data, args.class_size, args.workers)
+    speedup = r["sequential"] / r["parallel"]
+    print(f"  {r['size']} submissions, sequential nbgrader autograde: {r['sequential']:.0f} s "
+          f"({r['sequential'] / r['size']:.1f} s each)")
+    print(f"  grader.autograde_class --workers {r['workers']}: {r['parallel']:.0f} s "
+          f"({r['parallel'] / r['size']:.1f} s each)")
+    print(f"  speed-up {speedup:.2f}x on {os.cpu_count()} cores; same scores: {r['same_scores']}")
+    return {**r, "speedup": speedup}
+
+
+def run_throughput(args, data: Path) -> dict:
+    from bench.training import throughput
+
+    r = throughput(data, args.throughput_epochs)
+    for name in ("plain", "notebook"):
+        seconds = ", ".join(f"{s:.1f}" for s in r[name]["epoch_seconds"])
+        print(f"  {name:8s}: {r[name]['images_per_second']:.1f} images/s (epochs: {seconds} s)")
+    ratio = r["ratio"]
+    print(f"  ratio {ratio:.2f}x: {verdict(ratio >= 1.3, f'{ratio:.2f}x of 1.3x')}")
+    return r
+
+
+def run_quality(args, data: Path) -> dict:
+    from bench.training import quality
+
+    results = {}
+    for label, folder in (("synthetic", data), ("real", REAL_DATA)):
+        if not (folder / "CameraRGB").is_dir():
+            print(f"  {label}: skipped, no data set at {folder}")
+            results[label] = None
+            continue
+        r = quality(folder, args.epochs)
+        results[label] = r
+        print(f"  {label} ({folder}, {r['held_out_images']} held-out images, {args.epochs} epochs, "
+              f"{r['seconds']:.0f} s): held-out pixel accuracy {r['pixel_accuracy']:.3f}, "
+              f"mean IoU {r['mean_iou']:.3f} (training accuracy {r['train_accuracy']:.3f})")
+        per_class = [f"{name} {v:.2f}" for name, v in r["iou"].items() if v is not None]
+        print("    IoU per class: " + ", ".join(per_class))
+        accuracy = r["pixel_accuracy"]
+        print(f"    >= 0.90 held-out: {verdict(accuracy >= 0.90, f'{accuracy:.3f}')}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    parser.add_argument("--repeats", type=int, default=5, help="submissions timed for the median (ours)")
+    parser.add_argument("--plain-runs", type=int, default=2, help="plain whole-notebook runs timed")
+    parser.add_argument("--class-size", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs for the quality figures")
+    parser.add_argument("--throughput-epochs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
+    args = parser.parse_args(argv)
+
+    import carla_data
+
+    data = carla_data.find_data_dir(ROOT)
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; data: {data}")
+    runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality}
+    results = {}
+    for section in args.only.split(","):
+        if section not in runners:
+            parser.error(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
+        print(f"\n[{section}]", flush=True)
+        results[section] = runners[section](args, data)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nFigures written to {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
