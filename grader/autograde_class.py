@@ -149,11 +149,20 @@ def _sequential(setup: Setup, students: list[str]) -> Iterator[Outcome]:
         yield grade_one(setup, student)
 
 
+def _result(future, student: str) -> Outcome:
+    """A worker's outcome; a worker that died (or a lost connection) is a failed outcome, not a crash."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - one lost worker must not end the class
+        return Outcome(student, False, 0.0, (f"the grading worker failed: {type(error).__name__}: {error}",))
+
+
 def _local_pool(setup: Setup, students: list[str], workers: int) -> Iterator[Outcome]:
     # spawn, not fork: each worker starts clean rather than inheriting TensorFlow's threads.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(grade_one, setup, s) for s in students]):
-            yield future.result()
+        futures = {pool.submit(grade_one, setup, s): s for s in students}
+        for future in as_completed(futures):
+            yield _result(future, futures[future])
 
 
 def _dask(setup: Setup, students: list[str], address: str) -> Iterator[Outcome]:
@@ -171,8 +180,9 @@ def _dask(setup: Setup, students: list[str], address: str) -> Iterator[Outcome]:
             # pure=False: grading has side effects, so Dask must run every task.
             futures = client.map(grade_one, [setup] * len(students), students, pure=False,
                                  key=[f"autograde-{s}" for s in students])
+            student_of = {future.key: s for future, s in zip(futures, students, strict=True)}
             for future in dask_completed(futures):
-                yield future.result()
+                yield _result(future, student_of[future.key])
     finally:
         if cluster is not None:
             cluster.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from grader.autograde_class import _wait_for_sqlite_writes, submitted_students
+from grader.autograde_class import _result, _wait_for_sqlite_writes, submitted_students
 
 WRITERS = 4
 STUDENTS_EACH = 20
@@ -60,3 +60,14 @@ def test_concurrent_sqlite_writers_queue_and_lose_nothing(tmp_path, monkeypatch)
     with Gradebook(db_url) as gb:
         students = {s.id: (s.first_name, s.last_name) for s in gb.students}
     assert students == {f"w{w}-s{i}": (str(i), str(w)) for w in range(WRITERS) for i in range(STUDENTS_EACH)}
+
+
+def _die() -> None:
+    os._exit(3)
+
+
+def test_a_worker_that_dies_is_a_failed_outcome_not_a_crash():
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        outcome = _result(pool.submit(_die), "alice")
+    assert (outcome.student, outcome.ok) == ("alice", False)
+    assert "the grading worker failed: BrokenProcessPool" in outcome.messages[0]
