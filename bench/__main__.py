@@ -5,7 +5,7 @@
 Sections:
   grading     one submission: our autograde against plain nbgrader running the whole notebook
   class       a class of generated submissions: one `nbgrader autograde` against --workers N
-  throughput  training images/s: the notebook's tf.data pipeline against the plain one
+  throughput  training images/s: the notebook's pipeline and precision against the plain float32 one
   quality     held-out pixel accuracy and IoU after the notebook's epochs, synthetic and real data
 
 Each section prints its figures and how they compare with the targets of the

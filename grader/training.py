@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 
 import carla_data  # noqa: E402
 import carla_plots  # noqa: E402
+import precision  # noqa: E402
 from grader.course import ROOT, reference_namespace  # noqa: E402
 from test_utils import tf  # noqa: E402 - TensorFlow, imported with its start-up notices hidden
 
@@ -48,12 +49,21 @@ def batches(pairs, plain: bool = False, seed: int = 0):
 def fit_reference(data_dir: Path, epochs: int, seed: int = 0, plain: bool = False, callbacks=(), verbose=2):
     """Train the reference U-Net on ``data_dir``'s training split as the notebook does.
 
-    Returns the model, its history and the held-out (validation) batches.
+    The notebook trains in the precision ``precision.fast_policy`` picks for
+    this machine; ``plain`` trains in float32 on the plain pipeline, as the
+    original course did.  Returns the model, its history and the held-out
+    (validation) batches.
     """
     tf.keras.utils.set_random_seed(seed)
     train_pairs, val_pairs = carla_data.split_pairs(carla_data.list_pairs(data_dir))
     val = carla_data.make_dataset(val_pairs).cache().batch(carla_data.BATCH_SIZE)
-    model = reference_namespace()["unet_model"]()
+    before = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32" if plain else precision.fast_policy())
+    try:
+        model = reference_namespace()["unet_model"]()
+    finally:
+        # Only this model is built in that precision; models built later are not.
+        tf.keras.mixed_precision.set_global_policy(before)
     model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     history = model.fit(batches(train_pairs, plain, seed), validation_data=val, epochs=epochs, shuffle=False,
