@@ -39,7 +39,7 @@ lint: $(STAMP)
 figures: $(STAMP)
 	$(BIN)/python notebooks/make_figures.py
 
-# Speed and quality figures (bench/); about 35 minutes on 2 cores.  BENCH_ARGS
+# Speed and quality figures (bench/); about half an hour on 2 cores.  BENCH_ARGS
 # picks sections, e.g. make bench BENCH_ARGS="--only grading,throughput".
 bench: data sandbox-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-POLICY_ENV = "UNET_PRECISION"  # set to float32 (or another Keras policy) to override the choice
+POLICY_ENV = "UNET_PRECISION"  # set to one of POLICIES to override the choice
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 # CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic: AVX-512 BF16 and Intel AMX.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
@@ -34,8 +35,13 @@ def fast_policy(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     or newer), ``mixed_bfloat16`` on a CPU with native bfloat16 arithmetic, and
     ``float32`` otherwise.  ``UNET_PRECISION`` overrides the choice.
     """
-    if os.environ.get(POLICY_ENV):
-        return os.environ[POLICY_ENV]
+    chosen = os.environ.get(POLICY_ENV, "").strip()
+    if chosen:
+        if chosen not in POLICIES:
+            # Caught here: Keras would only fail later, deep inside the training cell.
+            raise ValueError(f"{POLICY_ENV}={chosen!r} is not a precision this notebook trains in; "
+                             f"use one of {', '.join(POLICIES)}, or unset it to let the machine decide.")
+        return chosen
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")

@@ -28,6 +28,7 @@ SECTIONS = ("grading", "class", "throughput", "quality")
 
 
 def verdict(ok: bool, distance: str = "") -> str:
+    """"target met", or "TARGET MISSED" with how far off the figure is."""
     return "target met" if ok else f"TARGET MISSED{': ' + distance if distance else ''}"
 
 

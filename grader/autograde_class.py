@@ -57,6 +57,7 @@ class Outcome:
 
 
 def default_db_url(course_root: Path) -> str:
+    """The gradebook ``nbgrader`` uses by default: ``gradebook.db`` in the course folder."""
     return f"sqlite:///{course_root / 'gradebook.db'}"
 
 

@@ -37,6 +37,12 @@ def test_environment_variable_overrides(tmp_path, monkeypatch):
     assert precision.fast_policy(_cpuinfo(tmp_path, "avx512_bf16")) == "float32"
 
 
+def test_an_unknown_override_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv(precision.POLICY_ENV, "half")
+    with pytest.raises(ValueError, match=r"UNET_PRECISION='half'.*float32, mixed_float16, mixed_bfloat16"):
+        precision.fast_policy()
+
+
 def test_the_reference_model_is_the_same_in_mixed_precision(reference):
     before = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
