@@ -106,15 +106,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
     args = parser.parse_args(argv)
 
+    runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality}
+    chosen = args.only.split(",")
+    for section in chosen:
+        if section not in runners:
+            # Checked before anything runs: a typo must not cost the sections before it.
+            parser.error(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
+
     import carla_data
 
     data = carla_data.find_data_dir(ROOT)
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; data: {data}")
-    runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality}
     results = {}
-    for section in args.only.split(","):
-        if section not in runners:
-            parser.error(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
+    for section in chosen:
         print(f"\n[{section}]", flush=True)
         results[section] = runners[section](args, data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
