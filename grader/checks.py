@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ SIGNATURES: dict[str, list[tuple[str, Any]]] = {
 # Layers that may not be rebuilt from a student's model, although Keras ships them:
 # they carry code rather than settings.
 _CODE_LAYERS = {"Lambda", "TFSMLayer"}
+# Keras operations that a functional model may hold besides layers, by (module, class):
+# keras.ops.concatenate is Keras 3's way of writing what tf.concat did in Keras 2.
+_OPERATIONS = {("keras.src.ops.numpy", "Concatenate")}
 
 
 class CheckFailed(AssertionError):
@@ -132,7 +136,8 @@ def rebuild(text: str, context: str) -> tf.keras.Model:
         raise CheckFailed(f"{context}: the model could not be read back ({type(err).__name__}).") from None
     for entry in entries:
         name = entry.get("class_name")
-        if entry.get("module") != "keras.layers" or name in _CODE_LAYERS:
+        allowed = entry.get("module") == "keras.layers" or (entry.get("module"), name) in _OPERATIONS
+        if not allowed or name in _CODE_LAYERS:
             raise CheckFailed(
                 f"{context}: the model contains {name!r}, which is not one of Keras' built-in layers; "
                 "build it from the layers named in the exercise (Conv2D, Dropout, MaxPooling2D, ...)."
@@ -154,6 +159,11 @@ def inputs_of(tensor) -> list:
     """The tensors that were passed to the layer that made ``tensor``."""
     history = tensor._keras_history
     return list(history.operation._inbound_nodes[history.node_index].input_tensors)
+
+
+def is_concatenation(operation) -> bool:
+    """A ``Concatenate`` layer (``concatenate``, ``Concatenate()``) or the ``keras.ops.concatenate`` operation."""
+    return isinstance(operation, layers.Concatenate) or type(operation).__name__ == "Concatenate"
 
 
 def _shape(tensor) -> tuple:
@@ -310,7 +320,7 @@ def check_upsampling_wiring(evidence: Evidence) -> None:
             chain.append(inputs_of(chain[-1])[0])
         merge = chain[-1]
         _expect(
-            isinstance(producer(merge), layers.Concatenate),
+            is_concatenation(producer(merge)),
             f"{context}: the two Conv2D layers must follow the concatenation, "
             f"found {type(producer(merge)).__name__} before them.",
         )
@@ -360,6 +370,41 @@ def _unet(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
     return evidence.model(case, context), answer, context
 
 
+def same_number(got: Any, expected: float) -> bool:
+    """Numeric equality for numbers of any numeric type, to float32 precision (``np.float32(0.3)`` is 0.3)."""
+    return isinstance(got, (int, float)) and math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _judge_block_arguments(call: dict, dropout: float, pooling: bool, block: str) -> None:
+    """``dropout_prob`` and ``max_pooling`` of one ``conv_block`` call, judged by what they mean.
+
+    ``max_pooling`` means pooling when it is true (``None`` and ``0`` mean no
+    pooling, as in the specification's ``if max_pooling``); ``dropout_prob`` is
+    a rate of any numeric type, and ``None`` means no dropout.  A spelling
+    other than a plain bool or number must also mean the same to the
+    student's own ``conv_block`` as the plain value: that is the block their
+    network is really built with.
+    """
+    written = call["spelled"]
+    rate = call["dropout_rate"]
+    if rate is None and written["dropout_prob"] == "None":
+        rate = 0.0
+    _expect(rate is not None and same_number(rate, dropout),
+            f"{block} must use dropout_prob={dropout}, got {written['dropout_prob']}.")
+    meaning = "" if written["max_pooling"] in ("True", "False") else f", which means {call['pools']}"
+    _expect(call["pools"] == pooling,
+            f"{block} must use max_pooling={pooling}, got max_pooling={written['max_pooling']}{meaning}.")
+    reading = call.get("own_block")
+    arguments = f"dropout_prob={written['dropout_prob']}, max_pooling={written['max_pooling']}"
+    plain = f"dropout_prob={dropout}, max_pooling={pooling}"
+    _expect(not (reading or "").startswith("fails"),
+            f"{block} passes {arguments}, which your conv_block cannot take ({(reading or '')[7:]}); "
+            f"with {plain} it works. Pass {plain}.")
+    _expect(reading != "differs",
+            f"{block} passes {arguments}, and your conv_block builds other layers from that than from "
+            f"{plain}, so the network is not the one specified. Pass {plain}.")
+
+
 def _which(tensor: str, tensors: list[str], label: str) -> str:
     return f"{label} {tensors.index(tensor) + 1}" if tensor in tensors else "some other tensor"
 
@@ -384,12 +429,9 @@ def check_unet_encoder(evidence: Evidence) -> None:
                 strict=True)
         ):
             block = f"{context}: conv_block call {k + 1}"
-            _expect(call["n_filters"] == filters, f"{block} must use n_filters={filters}, got {call['n_filters']}.")
-            _expect(
-                isinstance(call["dropout_prob"], (int, float)) and abs(call["dropout_prob"] - dropout) < 1e-9,
-                f"{block} must use dropout_prob={dropout}, got {call['dropout_prob']}.",
-            )
-            _expect(call["max_pooling"] == pooling, f"{block} must use max_pooling={pooling}.")
+            _expect(same_number(call["n_filters"], filters),
+                    f"{block} must use n_filters={filters}, got {call['n_filters']}.")
+            _judge_block_arguments(call, dropout, pooling, block)
             source = "the model input" if k == 0 else f"next_layer of conv_block call {k}"
             _expect(call["inputs"] == previous, f"{block} must take {source} as its inputs.")
             previous = call["next"]
@@ -408,7 +450,8 @@ def check_unet_decoder(evidence: Evidence) -> None:
         for j, call in enumerate(up):
             block = f"{context}: upsampling_block call {j + 1}"
             filters = n * 2 ** (3 - j)
-            _expect(call["n_filters"] == filters, f"{block} must use n_filters={filters}, got {call['n_filters']}.")
+            _expect(same_number(call["n_filters"], filters),
+                    f"{block} must use n_filters={filters}, got {call['n_filters']}.")
             want = "the bottleneck's next_layer" if j == 0 else f"the output of upsampling_block call {j}"
             _expect(call["expansive"] == expansive, f"{block} must take {want} as expansive_input.")
             _expect(

@@ -35,15 +35,30 @@ def ref(tensor: Any) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON data; anything unusual becomes its repr."""
+    """``value`` as JSON data; numpy scalars become Python numbers, anything unusual its repr."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (tuple, list)):
         return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
     item = getattr(value, "item", None)
     if callable(item) and getattr(value, "shape", None) == ():
         return jsonable(item())
     return repr(value)[:200]
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number of any numeric type (bool, int, float, numpy), else None."""
+    value = jsonable(value)
+    if isinstance(value, (bool, int, float)):
+        return float(value)
+    return None
+
+
+def spelled(value: Any) -> str:
+    """How a student wrote an argument, for messages: ``None``, ``0``, ``np.float32(0.3)``."""
+    return repr(value)[:80]
 
 
 def describe_error(err: BaseException) -> str:
@@ -74,20 +89,27 @@ class _Recorder:
     """Stand-ins for the two blocks that record how ``unet_model`` calls them.
 
     They build small, shape-correct blocks (1x1 convolutions), so the U-Net's
-    evidence depends only on ``unet_model`` itself.
+    evidence depends only on ``unet_model`` itself.  Each ``conv_block`` call
+    is recorded with what its arguments *mean*, as the specification reads
+    them (pooling if ``max_pooling`` is true; the rate as a number of any
+    numeric type), and with how they were spelled, for the messages.
     """
 
     def __init__(self, layers: Any) -> None:
         self.layers = layers
         self.down: list[dict] = []
         self.up: list[dict] = []
+        self.raw: list[tuple[Any, Any]] = []
 
     def conv_block(self, inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
         conv = self.layers.Conv2D(n_filters, 1)(inputs)
         next_layer = self.layers.MaxPooling2D((2, 2))(conv) if max_pooling else conv
+        self.raw.append((dropout_prob, max_pooling))
         self.down.append({
             "inputs": ref(inputs), "n_filters": jsonable(n_filters), "dropout_prob": jsonable(dropout_prob),
             "max_pooling": jsonable(max_pooling), "next": ref(next_layer), "skip": ref(conv),
+            "pools": bool(max_pooling), "dropout_rate": number(dropout_prob),
+            "spelled": {"dropout_prob": spelled(dropout_prob), "max_pooling": spelled(max_pooling)},
         })
         return next_layer, conv
 
@@ -99,6 +121,53 @@ class _Recorder:
             "n_filters": jsonable(n_filters), "out": ref(out),
         })
         return out
+
+
+def _plain(dropout_prob: Any, max_pooling: Any) -> tuple[float | None, bool]:
+    """The plain spelling of two block arguments: a float rate (None stands for no dropout) and a bool."""
+    rate = number(dropout_prob)
+    return (0.0 if dropout_prob is None else rate), bool(max_pooling)
+
+
+def _block_layers(tf: Any, block: Callable, dropout_prob: Any, max_pooling: Any) -> list:
+    """What ``block`` builds with these two arguments on a small input: layer types, settings, outputs."""
+    x = tf.keras.layers.Input((4, 4, 2))
+    next_layer, skip = block(inputs=x, n_filters=2, dropout_prob=dropout_prob, max_pooling=max_pooling)
+    model = tf.keras.Model(x, [next_layer, skip])
+    return [[type(op).__name__, _unnamed(jsonable(op.get_config()))] for op in model.operations] + [next_layer is skip]
+
+
+def _unnamed(config: Any) -> Any:
+    """``config`` without layer names, at any depth (they differ with every layer built)."""
+    if isinstance(config, dict):
+        return {k: _unnamed(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, list):
+        return [_unnamed(v) for v in config]
+    return config
+
+
+def own_block_reading(tf: Any, block: Callable, dropout_prob: Any, max_pooling: Any) -> str | None:
+    """How the student's own ``conv_block`` reads an unusually spelled pair of arguments.
+
+    ``None`` when both are spelled plainly (a bool and an int or float) or
+    have no plain meaning; otherwise ``"same"`` when the block builds exactly
+    what it builds from the plain spelling (``max_pooling=None`` like
+    ``False``, ``dropout_prob=np.float32(0.3)`` like ``0.30000001...``),
+    ``"differs"``, or ``"fails: <error>"`` when only the unusual spelling
+    makes it fail.
+    """
+    rate, pools = _plain(dropout_prob, max_pooling)
+    if rate is None or (type(dropout_prob) in (int, float) and type(max_pooling) is bool):
+        return None
+    try:
+        plain = _block_layers(tf, block, rate, pools)
+    except Exception:  # noqa: BLE001 - a block broken for plain values is Exercise 1's business
+        return None
+    try:
+        unusual = _block_layers(tf, block, dropout_prob, max_pooling)
+    except Exception as err:  # noqa: BLE001
+        return f"fails: {describe_error(err)}"
+    return "same" if unusual == plain else "differs"
 
 
 def _conv_block_case(tf: Any, func: Callable, case: dict) -> dict:
@@ -130,6 +199,15 @@ def _unet_case(tf: Any, func: Callable, case: dict) -> dict:
         namespace.update(saved)
     if not isinstance(model, tf.keras.Model):
         return {"returned": type(model).__name__}
+    # An argument means what the block receiving it makes of it: ask the
+    # student's own conv_block about every unusual spelling.
+    own_block = saved["conv_block"]
+    readings: dict[tuple, str | None] = {}
+    for call, (dropout_prob, max_pooling) in zip(recorder.down, recorder.raw, strict=True):
+        key = (call["spelled"]["dropout_prob"], type(dropout_prob), call["spelled"]["max_pooling"], type(max_pooling))
+        if key not in readings:
+            readings[key] = own_block_reading(tf, own_block, dropout_prob, max_pooling) if callable(own_block) else None
+        call["own_block"] = readings[key]
     return {"model": model.to_json(), "down": recorder.down, "up": recorder.up}
 
 

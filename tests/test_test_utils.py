@@ -87,3 +87,27 @@ def test_row_with_missing_fields_is_reported():
     got[1] = got[1][:3]
     with pytest.raises(AssertionError, match=r"Layer 1 \(Conv2D\): expected 6 fields"):
         comparator(got, EXPECTED)
+
+
+def test_summary_reads_every_spelling_of_the_same_settings():
+    x = L.Input((8, 8, 3))
+    he = tf.keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal")
+    a = L.Conv2D(4, 3, activation=L.ReLU(), padding="same", kernel_initializer=he)(x)
+    b = L.Conv2D(4, (3, 3), activation=tf.nn.relu, padding="SAME",
+                 kernel_initializer=tf.keras.initializers.HeNormal())(a)
+    c = L.Conv2D(4, 3, activation=L.ReLU(max_value=6.0), padding="same")(b)
+    rows = summary(tf.keras.Model(x, c))
+    assert rows[1][3:] == ["same", "relu", "HeNormal"] and rows[2][3:] == ["same", "relu", "HeNormal"]
+    assert rows[3][3:] == ["same", "ReLU", "GlorotUniform"], "a capped ReLU is not relu"
+
+
+def test_summary_lists_keras_operations_used_as_layers():
+    x, y = L.Input((4, 4, 2)), L.Input((4, 4, 3))
+    rows = summary(tf.keras.Model([x, y], tf.keras.ops.concatenate([x, y], axis=3)))
+    assert rows[-1] == ["Concatenate", (None, 4, 4, 5), 0]
+
+
+def test_comparator_takes_float32_rates():
+    comparator([["Dropout", (None, 2), 0, 0.30000001192092896]], [["Dropout", (None, 2), 0, 0.3]])
+    with pytest.raises(AssertionError, match="rate expected 0.3, got 0.301"):
+        comparator([["Dropout", (None, 2), 0, 0.301]], [["Dropout", (None, 2), 0, 0.3]])
