@@ -58,9 +58,13 @@ def show_rows(rows: Sequence[Sequence], titles: Sequence[str], is_mask: Sequence
 
 
 def plot_history(history: Mapping[str, Sequence[float]]):
-    """Loss and accuracy per epoch, training and validation side by side."""
+    """Loss and accuracy per epoch, training and validation side by side (empty axes after 0 epochs)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "pixel accuracy")):
+        if not history.get(key):
+            ax.text(0.5, 0.5, "no epochs were trained", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(label)
+            continue
         epochs = np.arange(1, len(history[key]) + 1)
         ax.plot(epochs, history[key], "o-", label="training")
         if f"val_{key}" in history:

@@ -65,3 +65,9 @@ c.Autograde.autograde_preprocessors = [
 ]
 # Refresh reports/summary.md and score_histogram.png after each graded submission.
 c.Autograde.post_convert_hook = "grader.summary.after_autograde"
+
+# `nbgrader validate` and the Validate button: a kernel that dies, or a notebook
+# that runs too long, ends in a message on the graded cells, not a traceback.
+from grader.validate import install as _install_validate  # noqa: E402
+
+_install_validate()

@@ -1,13 +1,14 @@
-"""Hidden checks for the three exercises, judged in the grader's own process.
+"""The hidden tests: which calls each graded cell makes, judged in the grader's own process.
 
 A check never receives a student's function.  It receives the *evidence*
-that ``grader.probe`` collected in the student's (sandboxed) kernel: model
+that ``probe`` collected in the student's (sandboxed) kernel: model
 configurations as JSON and the arguments ``unet_model`` passed to the blocks.
-The models are rebuilt here from built-in Keras layers only, and compared
-with the assignment's specification (shapes, parameter counts, layer
-settings, wiring), never with a reference implementation.  Whatever a student
-redefines in the kernel (``comparator``, Keras, builtins) cannot reach this
-process; a failed check is a ``CheckFailed`` whose message says what to fix.
+The models are rebuilt here from built-in Keras layers only and judged by the
+specification's rules in ``spec_checks`` (the same rules the notebook's
+visible checks apply to its own examples), on argument sets that students
+never see.  Whatever a student redefines in the kernel (``comparator``,
+Keras, builtins) cannot reach this process; a failed check is a
+``CheckFailed`` whose message says what to fix.
 
 While ``unet_model`` is probed, ``conv_block`` and ``upsampling_block`` are
 replaced by stand-ins, so a mistake in Exercise 1 or 2 costs points there and
@@ -16,68 +17,37 @@ not again in Exercise 3.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from grader.probe import NO_DEFAULT, collect, jsonable, ref
-from test_utils import comparator, summary, tf
+from probe import collect
+from spec_checks import (
+    SIGNATURES,
+    CheckFailed,
+    check_function,
+    conv_context,
+    expect,
+    judge_conv_block,
+    judge_conv_defaults,
+    judge_unet_decoder,
+    judge_unet_encoder,
+    judge_upsampling_layers,
+    judge_upsampling_wiring,
+    unet_context,
+    upsampling_context,
+)
+from test_utils import tf
 
-layers = tf.keras.layers
+__all__ = ["CHECKS", "CheckFailed", "Evidence", "check_function", "judge", "probe_request", "run_check"]
 
-SIGNATURES: dict[str, list[tuple[str, Any]]] = {
-    "conv_block": [("inputs", None), ("n_filters", 32), ("dropout_prob", 0), ("max_pooling", True)],
-    "upsampling_block": [("expansive_input", NO_DEFAULT), ("contractive_input", NO_DEFAULT), ("n_filters", 32)],
-    "unet_model": [("input_size", (96, 128, 3)), ("n_filters", 32), ("n_classes", 23)],
-}
 # Layers that may not be rebuilt from a student's model, although Keras ships them:
 # they carry code rather than settings.
 _CODE_LAYERS = {"Lambda", "TFSMLayer"}
 # Keras operations that a functional model may hold besides layers, by (module, class):
 # keras.ops.concatenate is Keras 3's way of writing what tf.concat did in Keras 2.
 _OPERATIONS = {("keras.src.ops.numpy", "Concatenate")}
-
-
-class CheckFailed(AssertionError):
-    """A hidden check found a mistake.
-
-    IPython shows only the message (via ``_render_traceback_``), so a student's
-    feedback is the sentence that explains the lost points, not the grader's
-    source and stack.
-    """
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"Check failed: {self}"]
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
-def _signature_text(params: list[tuple[str, Any]]) -> str:
-    return ", ".join(name if default == NO_DEFAULT else f"{name}={default!r}" for name, default in params)
-
-
-def check_function(name: str, info: dict) -> None:
-    """The graded function exists under its name, is a function, and keeps its signature."""
-    _expect(info.get("defined", False),
-            f"{name} is not defined. The grader calls it by this name: keep the name given in the notebook "
-            "and run its cell without errors.")
-    _expect(info.get("callable", False), f"{name} is not a function.")
-    expected = [(arg, jsonable(default)) for arg, default in SIGNATURES[name]]
-    found = [(arg, default) for arg, _, default in info.get("signature", [])]
-    kinds = {kind for _, kind, _ in info.get("signature", [])}
-    _expect(
-        found == expected and kinds <= {"POSITIONAL_OR_KEYWORD"},
-        f"{name}'s signature was changed: it must be {name}({_signature_text(SIGNATURES[name])}), "
-        f"found {name}({_signature_text(found)}). Keep the signature given in the notebook.",
-    )
 
 
 # -- evidence ------------------------------------------------------------------
@@ -148,45 +118,6 @@ def rebuild(text: str, context: str) -> tf.keras.Model:
         raise CheckFailed(f"{context}: the model could not be rebuilt: {type(err).__name__}: {err}") from None
 
 
-# -- reading the Keras graph -------------------------------------------------
-
-def producer(tensor) -> Any:
-    """The layer whose call returned ``tensor``."""
-    return tensor._keras_history.operation
-
-
-def inputs_of(tensor) -> list:
-    """The tensors that were passed to the layer that made ``tensor``."""
-    history = tensor._keras_history
-    return list(history.operation._inbound_nodes[history.node_index].input_tensors)
-
-
-def is_concatenation(operation) -> bool:
-    """A ``Concatenate`` layer (``concatenate``, ``Concatenate()``) or the ``keras.ops.concatenate`` operation."""
-    return isinstance(operation, layers.Concatenate) or type(operation).__name__ == "Concatenate"
-
-
-def _shape(tensor) -> tuple:
-    return tuple(tensor.shape)
-
-
-def _conv_row(h: int, w: int, c_in: int, f: int) -> list:
-    return ["Conv2D", (None, h, w, f), 9 * c_in * f + f, "same", "relu", "HeNormal"]
-
-
-def _input_row(shape) -> list:
-    return ["InputLayer", [(None, *shape)], 0]
-
-
-def _compare_rows(got: list, expected: list, context: str) -> None:
-    """``comparator``, with its success line hidden and its failure put in context."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            comparator(got, expected)
-    except AssertionError as err:
-        raise CheckFailed(f"{context}: {err}") from None
-
-
 # -- Exercise 1 --------------------------------------------------------------
 
 def _conv_case(shape, n_filters, dropout, pooling) -> Case:
@@ -210,46 +141,18 @@ CONV_OPTION_CASES = [
 ]
 
 
-def _conv_block_rows(h, w, c, f, dropout, pooling) -> list:
-    rows = [_conv_row(h, w, c, f), _conv_row(h, w, f, f)]
-    if dropout > 0:
-        rows.append(["Dropout", (None, h, w, f), 0, dropout])
-    if pooling:
-        rows.append(["MaxPooling2D", (None, h // 2, w // 2, f), 0, (2, 2)])
-    return rows
-
-
 def _conv_outputs(evidence: Evidence, case: Case, context: str) -> tf.keras.Model:
     returned = evidence.result(case, context).get("returned")
-    _expect(returned is None, f"{context}: conv_block must return two values, (next_layer, skip_connection); "
-                              f"it returned a {returned}.")
+    expect(returned is None, f"{context}: conv_block must return two values, (next_layer, skip_connection); "
+                             f"it returned a {returned}.")
     return evidence.model(case, context)
 
 
 def _judge_conv_case(evidence: Evidence, case: Case) -> None:
     shape, kw = tuple(case.args["shape"]), case.args["kwargs"]
     f, dropout, pooling = kw["n_filters"], kw["dropout_prob"], kw["max_pooling"]
-    context = f"conv_block on input {shape} with n_filters={f}, dropout_prob={dropout}, max_pooling={pooling}"
-    model = _conv_outputs(evidence, case, context)
-    next_layer, skip = model.outputs
-    expected = [_input_row(shape), *_conv_block_rows(*shape, f, dropout, pooling)]
-    _compare_rows(summary(model), expected, context)
-    last = "Dropout" if dropout > 0 else "Conv2D"
-    _expect(
-        type(producer(skip)).__name__ == last,
-        f"{context}: skip_connection must be the output of the last {last} "
-        f"(before pooling), got the output of {type(producer(skip)).__name__}.",
-    )
-    if pooling:
-        _expect(
-            isinstance(producer(next_layer), layers.MaxPooling2D) and inputs_of(next_layer)[0] is skip,
-            f"{context}: next_layer must be MaxPooling2D applied to skip_connection.",
-        )
-    else:
-        _expect(
-            next_layer is skip,
-            f"{context}: with max_pooling=False, next_layer must be the same tensor as skip_connection.",
-        )
+    context = conv_context(shape, f, dropout, pooling)
+    judge_conv_block(_conv_outputs(evidence, case, context), shape, f, dropout, pooling, context)
 
 
 def check_conv_block_default(evidence: Evidence) -> None:
@@ -260,14 +163,8 @@ def check_conv_block_default(evidence: Evidence) -> None:
 
 def check_conv_block_options(evidence: Evidence) -> None:
     """Defaults, dropout on and off, pooling off, and where the skip is taken."""
-    context = "conv_block(inputs) with the default arguments"
-    next_layer, skip = _conv_outputs(evidence, CONV_DEFAULTS_CALL, context).outputs
-    _expect(
-        _shape(next_layer) == (None, 8, 8, 32) and _shape(skip) == (None, 16, 16, 32),
-        "conv_block(inputs) with the defaults must use 32 filters and pool: expected "
-        f"next_layer (None, 8, 8, 32) and skip_connection (None, 16, 16, 32), got "
-        f"{_shape(next_layer)} and {_shape(skip)}.",
-    )
+    model = _conv_outputs(evidence, CONV_DEFAULTS_CALL, "conv_block(inputs) with the default arguments")
+    judge_conv_defaults(model, CONV_DEFAULTS_CALL.args["shape"])
     for case in CONV_OPTION_CASES:
         _judge_conv_case(evidence, case)
 
@@ -280,73 +177,23 @@ UPSAMPLING_CASES = [
 ]
 
 
-def _upsampling_context(case: Case) -> str:
+def _upsampling(case: Case) -> tuple:
     a = case.args
-    return (f"upsampling_block with inputs {tuple(a['expansive'])} and {tuple(a['contractive'])}, "
-            f"n_filters={a['n_filters']}")
+    return a["expansive"], a["contractive"], a["n_filters"]
 
 
 def check_upsampling_layers(evidence: Evidence) -> None:
     """Layers, shapes and parameter counts of ``upsampling_block``."""
     for case in UPSAMPLING_CASES:
-        context = _upsampling_context(case)
-        model = evidence.model(case, context)
-        e_channels, (h, w, c), f = case.args["expansive"][2], case.args["contractive"], case.args["n_filters"]
-        expected = [
-            ["Conv2DTranspose", (None, h, w, f), 9 * e_channels * f + f],
-            ["Concatenate", (None, h, w, f + c), 0],
-            _conv_row(h, w, f + c, f),
-            _conv_row(h, w, f, f),
-        ]
-        # Where Keras lists the two input layers depends on the wiring, which the
-        # wiring check covers; here they are left out of the comparison.
-        got = [row for row in summary(model) if row[0] != "InputLayer"]
-        _compare_rows(got, expected, context + " (input layers not counted)")
+        context = upsampling_context(*_upsampling(case))
+        judge_upsampling_layers(evidence.model(case, context), *_upsampling(case), context)
 
 
 def check_upsampling_wiring(evidence: Evidence) -> None:
     """Transpose settings, what is concatenated with what, and in which order."""
     for case in UPSAMPLING_CASES:
-        context = _upsampling_context(case)
-        model = evidence.model(case, context)
-        expansive, contractive = model.inputs
-        chain = [model.outputs[0]]
-        for _ in range(2):
-            _expect(
-                isinstance(producer(chain[-1]), layers.Conv2D)
-                and not isinstance(producer(chain[-1]), layers.Conv2DTranspose),
-                f"{context}: the block must end with two Conv2D layers after the concatenation.",
-            )
-            chain.append(inputs_of(chain[-1])[0])
-        merge = chain[-1]
-        _expect(
-            is_concatenation(producer(merge)),
-            f"{context}: the two Conv2D layers must follow the concatenation, "
-            f"found {type(producer(merge)).__name__} before them.",
-        )
-        axis = producer(merge).axis
-        _expect(axis in (3, -1), f"{context}: concatenate along axis=3 (channels), not axis={axis}.")
-        parts = inputs_of(merge)
-        _expect(len(parts) == 2, f"{context}: concatenate exactly two tensors, got {len(parts)}.")
-        up, skip = parts
-        _expect(
-            skip is contractive,
-            f"{context}: the concatenation must be [up, contractive_input] in that order; "
-            "the second tensor is not contractive_input.",
-        )
-        transpose = producer(up)
-        _expect(
-            isinstance(transpose, layers.Conv2DTranspose),
-            f"{context}: the first tensor in the concatenation must come from Conv2DTranspose.",
-        )
-        _expect(inputs_of(up)[0] is expansive, f"{context}: Conv2DTranspose must be applied to expansive_input.")
-        _expect(
-            tuple(transpose.kernel_size) == (3, 3)
-            and tuple(transpose.strides) == (2, 2)
-            and transpose.padding == "same",
-            f"{context}: Conv2DTranspose needs kernel 3, strides=2, padding='same'; got kernel "
-            f"{tuple(transpose.kernel_size)}, strides {tuple(transpose.strides)}, padding '{transpose.padding}'.",
-        )
+        context = upsampling_context(*_upsampling(case))
+        judge_upsampling_wiring(evidence.model(case, context), context)
 
 
 # -- Exercise 3 --------------------------------------------------------------
@@ -357,137 +204,28 @@ UNET_CASES = [
 ]
 
 
-def _unet_context(case: Case) -> str:
-    a = case.args
-    return f"unet_model(input_size={tuple(a['input_size'])}, n_filters={a['n_filters']}, n_classes={a['n_classes']})"
-
-
 def _unet(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
-    context = _unet_context(case)
+    a = case.args
+    context = unet_context(a["input_size"], a["n_filters"], a["n_classes"])
     answer = evidence.result(case, context)
     returned = answer.get("returned")
-    _expect(returned is None, f"{context}: unet_model must return a tf.keras.Model, it returned {returned}.")
+    expect(returned is None, f"{context}: unet_model must return a tf.keras.Model, it returned {returned}.")
     return evidence.model(case, context), answer, context
-
-
-def same_number(got: Any, expected: float) -> bool:
-    """Numeric equality for numbers of any numeric type, to float32 precision (``np.float32(0.3)`` is 0.3)."""
-    return isinstance(got, (int, float)) and math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
-
-
-def _judge_block_arguments(call: dict, dropout: float, pooling: bool, block: str) -> None:
-    """``dropout_prob`` and ``max_pooling`` of one ``conv_block`` call, judged by what they mean.
-
-    ``max_pooling`` means pooling when it is true (``None`` and ``0`` mean no
-    pooling, as in the specification's ``if max_pooling``); ``dropout_prob`` is
-    a rate of any numeric type, and ``None`` means no dropout.  A spelling
-    other than a plain bool or number must also mean the same to the
-    student's own ``conv_block`` as the plain value: that is the block their
-    network is really built with.
-    """
-    written = call["spelled"]
-    rate = call["dropout_rate"]
-    if rate is None and written["dropout_prob"] == "None":
-        rate = 0.0
-    _expect(rate is not None and same_number(rate, dropout),
-            f"{block} must use dropout_prob={dropout}, got {written['dropout_prob']}.")
-    meaning = "" if written["max_pooling"] in ("True", "False") else f", which means {call['pools']}"
-    _expect(call["pools"] == pooling,
-            f"{block} must use max_pooling={pooling}, got max_pooling={written['max_pooling']}{meaning}.")
-    reading = call.get("own_block")
-    arguments = f"dropout_prob={written['dropout_prob']}, max_pooling={written['max_pooling']}"
-    plain = f"dropout_prob={dropout}, max_pooling={pooling}"
-    _expect(not (reading or "").startswith("fails"),
-            f"{block} passes {arguments}, which your conv_block cannot take ({(reading or '')[7:]}); "
-            f"with {plain} it works. Pass {plain}.")
-    _expect(reading != "differs",
-            f"{block} passes {arguments}, and your conv_block builds other layers from that than from "
-            f"{plain}, so the network is not the one specified. Pass {plain}.")
-
-
-def _which(tensor: str, tensors: list[str], label: str) -> str:
-    return f"{label} {tensors.index(tensor) + 1}" if tensor in tensors else "some other tensor"
 
 
 def check_unet_encoder(evidence: Evidence) -> None:
     """The five ``conv_block`` calls: filters, dropout, pooling and chaining."""
     for case in UNET_CASES:
         model, calls, context = _unet(evidence, case)
-        size, n = tuple(case.args["input_size"]), case.args["n_filters"]
-        _expect(
-            len(calls["down"]) == 5,
-            f"{context}: expected 5 calls of conv_block (4 encoder blocks and the bottleneck), "
-            f"got {len(calls['down'])}.",
-        )
-        _expect(
-            _shape(model.inputs[0]) == (None, *size),
-            f"{context}: the model input must have shape {(None, *size)}, got {_shape(model.inputs[0])}.",
-        )
-        previous = ref(model.inputs[0])
-        for k, (call, filters, dropout, pooling) in enumerate(
-            zip(calls["down"], [n, 2 * n, 4 * n, 8 * n, 16 * n], [0, 0, 0, 0.3, 0.3], [True] * 4 + [False],
-                strict=True)
-        ):
-            block = f"{context}: conv_block call {k + 1}"
-            _expect(same_number(call["n_filters"], filters),
-                    f"{block} must use n_filters={filters}, got {call['n_filters']}.")
-            _judge_block_arguments(call, dropout, pooling, block)
-            source = "the model input" if k == 0 else f"next_layer of conv_block call {k}"
-            _expect(call["inputs"] == previous, f"{block} must take {source} as its inputs.")
-            previous = call["next"]
+        judge_unet_encoder(model, calls, case.args["input_size"], case.args["n_filters"], context)
 
 
 def check_unet_decoder(evidence: Evidence) -> None:
     """The four ``upsampling_block`` calls, the skip connections and the output head."""
     for case in UNET_CASES:
         model, calls, context = _unet(evidence, case)
-        size, n, n_classes = case.args["input_size"], case.args["n_filters"], case.args["n_classes"]
-        down, up = calls["down"], calls["up"]
-        _expect(len(down) == 5, f"{context}: expected 5 calls of conv_block, got {len(down)}.")
-        _expect(len(up) == 4, f"{context}: expected 4 calls of upsampling_block, got {len(up)}.")
-        skips = [c["skip"] for c in down]
-        expansive = down[4]["next"]
-        for j, call in enumerate(up):
-            block = f"{context}: upsampling_block call {j + 1}"
-            filters = n * 2 ** (3 - j)
-            _expect(same_number(call["n_filters"], filters),
-                    f"{block} must use n_filters={filters}, got {call['n_filters']}.")
-            want = "the bottleneck's next_layer" if j == 0 else f"the output of upsampling_block call {j}"
-            _expect(call["expansive"] == expansive, f"{block} must take {want} as expansive_input.")
-            _expect(
-                call["contractive"] == skips[3 - j],
-                f"{block} must take the skip connection of encoder block {4 - j} as contractive_input, "
-                f"got {_which(call['contractive'], skips, 'the skip connection of block')}.",
-            )
-            expansive = call["out"]
-        out = model.outputs[0]
-        last, before = producer(out), producer(inputs_of(out)[0])
-        _expect(
-            isinstance(last, layers.Conv2D) and tuple(last.kernel_size) == (1, 1) and last.filters == n_classes,
-            f"{context}: the last layer must be a 1x1 Conv2D with n_classes={n_classes} filters.",
-        )
-        _expect(
-            last.activation.__name__ == "linear",
-            f"{context}: the last Conv2D must output logits (no activation), got '{last.activation.__name__}'.",
-        )
-        _expect(
-            isinstance(before, layers.Conv2D)
-            and tuple(before.kernel_size) == (3, 3)
-            and before.filters == n
-            and before.padding == "same"
-            and before.activation.__name__ == "relu"
-            and type(before.kernel_initializer).__name__ == "HeNormal",
-            f"{context}: before the 1x1 Conv2D comes a 3x3 Conv2D with n_filters={n}, relu, "
-            "padding='same' and he_normal initializer.",
-        )
-        _expect(
-            ref(inputs_of(inputs_of(out)[0])[0]) == up[-1]["out"],
-            f"{context}: the 3x3 Conv2D must be applied to the output of the last upsampling_block.",
-        )
-        _expect(
-            _shape(out) == (None, size[0], size[1], n_classes),
-            f"{context}: the output must have shape {(None, size[0], size[1], n_classes)}, got {_shape(out)}.",
-        )
+        a = case.args
+        judge_unet_decoder(model, calls, a["input_size"], a["n_filters"], a["n_classes"], context)
 
 
 # -- the graded cells ----------------------------------------------------------

@@ -36,7 +36,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
 from traitlets import Bool, Float, Integer
 
-from grader import probe
+import probe
 from grader.checks import probe_request
 from grader.sandbox import Limits, SandboxedKernelManager, check_available
 

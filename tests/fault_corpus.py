@@ -122,7 +122,7 @@ for path in ["{root}/pwned.txt", "/usr/pwned.txt"]:
 def _edited_tests(release: NotebookNode) -> NotebookNode:
     nb = copy.deepcopy(release)
     for cell in nb.cells:
-        if nbgrader_meta(cell).get("grade") or nbgrader_meta(cell).get("grade_id", "").startswith("check_"):
+        if nbgrader_meta(cell).get("grade"):
             cell.source = 'print("All tests passed!")'
     return nb
 
@@ -130,8 +130,8 @@ def _edited_tests(release: NotebookNode) -> NotebookNode:
 def _deleted_and_moved(release: NotebookNode) -> NotebookNode:
     nb = _reference(release)
     kept = [c for c in nb.cells if not nbgrader_meta(c).get("grade")]
-    # Move Exercise 3's visible check to the very end, too.
-    moved = [c for c in kept if nbgrader_meta(c).get("grade_id") == "check_unet_model"]
+    # Move the locked introduction to the very end, too.
+    moved = [c for c in kept if nbgrader_meta(c).get("grade_id") == "intro"]
     nb.cells = [c for c in kept if c not in moved] + moved
     return nb
 

@@ -20,9 +20,12 @@ import nbformat
 import pytest
 
 from grader.course import NOTEBOOK, ROOT, nbgrader_meta, reference_solutions
+from grader.examples import fill
 from grader.scratch_course import Course
 
 pytestmark = pytest.mark.slow
+
+VISIBLE_PASSED = "(The hidden tests of this cell run when your notebook is graded.)"
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser"))
@@ -111,5 +114,42 @@ def test_student_fills_in_the_exercises_and_runs_everything(lab):
             browser.close()
     errors = [text[:200] for text in outputs if "Error" in text or "Traceback" in text]
     assert errors == []
-    assert sum("All tests passed!" in text for text in outputs) == 3
+    assert sum(VISIBLE_PASSED in text for text in outputs) == 6
     assert figures >= 5, f"only {figures} figures rendered"
+
+
+def validate_in_browser(page, base: str, token: str, notebook: str, screenshot: str) -> str:
+    """Open ``notebook``, press the Validate button in its toolbar and return what the dialog says."""
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+    page.get_by_text("| Idle").wait_for(timeout=60_000)
+    page.get_by_role("tabpanel", name=notebook).get_by_title("Validate Assignment").click()
+    dialog = page.locator(".jp-Dialog", has_text="Validation Results")
+    dialog.wait_for(timeout=180_000)
+    page.screenshot(path=str(ARTIFACTS / screenshot))
+    text = dialog.inner_text()
+    dialog.get_by_role("button", name="Ok").click()
+    return text
+
+
+def test_the_validate_button_tells_the_truth(lab):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is required in CI: run `make browser-deps`"
+    base, token, release = lab
+    nb = nbformat.read(release / f"{NOTEBOOK}.ipynb", as_version=4)
+    nbformat.write(fill(nb, reference_solutions()), release / "correct.ipynb")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            untouched = validate_in_browser(page, base, token, f"{NOTEBOOK}.ipynb", "validate_untouched.png")
+            correct = validate_in_browser(page, base, token, "correct.ipynb", "validate_correct.png")
+        finally:
+            browser.close()
+    for exercise in ("conv_block", "upsampling_block", "unet_model"):
+        assert untouched.count(f"{exercise} is not written yet") == 1, untouched
+    assert "Success!" not in untouched and "NameError" not in untouched
+    assert "Success! Your notebook passes all the tests." in correct, correct

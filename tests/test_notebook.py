@@ -42,16 +42,13 @@ def test_every_cell_runs_without_error_or_stderr(executed):
             assert not is_stderr, f"cell {index} wrote to stderr: {output.text[:300]}"
 
 
-def test_visible_checks_pass(executed):
-    checks = [c for c in executed.cells if nbgrader_meta(c).get("grade_id", "").startswith("check_")]
-    assert len(checks) == 3
-    assert [outputs_text(c).count("All tests passed!") for c in checks] == [2, 1, 1]
-
-
-def test_hidden_tests_pass(executed):
+def test_visible_and_hidden_checks_pass(executed):
     graded = [c for c in executed.cells if nbgrader_meta(c).get("grade")]
     assert len(graded) == 6
-    assert all("correct" in outputs_text(c) for c in graded)
+    for cell in graded:
+        text = outputs_text(cell)
+        assert "correct" in text, text  # the hidden tests' success line
+        assert "(The hidden tests of this cell run when your notebook is graded.)" in text, text
 
 
 def test_figures_are_drawn(executed):

@@ -27,7 +27,7 @@ from grader.checks import (
     probe_request,
 )
 from grader.course import reference_namespace, reference_solutions
-from grader.probe import collect
+from probe import collect
 from tests.conftest import notebook_namespace
 from tests.network_oracle import same_network
 from tests.spellings import SLOTS, SUBMISSIONS, WHOLE, Spelling, apply, slots, submission_code

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import signal
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 MIME = "application/vnd.unet-grader.evidence+json"
@@ -115,6 +116,14 @@ class _Recorder:
 
     def upsampling_block(self, expansive_input, contractive_input, n_filters=32):
         up = self.layers.UpSampling2D((2, 2))(expansive_input)
+        doubled, skip = tuple(getattr(up, "shape", ()))[1:3], tuple(getattr(contractive_input, "shape", ()))[1:3]
+        if len(doubled) == 2 and len(skip) == 2 and doubled != skip:
+            # Say what does not line up, in the student's terms, before Keras fails inside the stand-in.
+            raise ValueError(
+                f"upsampling_block call {len(self.up) + 1} cannot join its inputs: expansive_input is "
+                f"{expansive_input.shape[1]}x{expansive_input.shape[2]}, twice that is {doubled[0]}x{doubled[1]}, "
+                f"but contractive_input is {skip[0]}x{skip[1]}. Is a block pooling that should not "
+                "(the bottleneck), or is the wrong skip connection passed?")
         out = self.layers.Conv2D(n_filters, 1)(self.layers.concatenate([up, contractive_input], axis=3))
         self.up.append({
             "expansive": ref(expansive_input), "contractive": ref(contractive_input),
@@ -186,19 +195,24 @@ def _upsampling_case(tf: Any, func: Callable, case: dict) -> dict:
     return {"model": tf.keras.Model([expansive, contractive], out).to_json()}
 
 
-def _unet_case(tf: Any, func: Callable, case: dict) -> dict:
+def record_unet(tf: Any, func: Callable, input_size: tuple, n_filters: int, n_classes: int) -> tuple[Any, dict]:
+    """Call ``unet_model`` with stand-in blocks; return what it returned and how it called the blocks.
+
+    The calls are ``{"down": [...], "up": [...]}``, one dict per call of
+    ``conv_block`` and ``upsampling_block``, with tensor references and each
+    argument's meaning; unusual spellings are read by the student's own
+    ``conv_block`` too (``own_block``).
+    """
     namespace = getattr(func, "__globals__", None)
     if namespace is None:
-        return {"returned": "not a plain function"}
+        raise TypeError("unet_model is not a plain function")
     recorder = _Recorder(tf.keras.layers)
     saved = {name: namespace.get(name) for name in ("conv_block", "upsampling_block")}
     namespace.update(conv_block=recorder.conv_block, upsampling_block=recorder.upsampling_block)
     try:
-        model = func(input_size=tuple(case["input_size"]), n_filters=case["n_filters"], n_classes=case["n_classes"])
+        model = func(input_size=tuple(input_size), n_filters=n_filters, n_classes=n_classes)
     finally:
         namespace.update(saved)
-    if not isinstance(model, tf.keras.Model):
-        return {"returned": type(model).__name__}
     # An argument means what the block receiving it makes of it: ask the
     # student's own conv_block about every unusual spelling.
     own_block = saved["conv_block"]
@@ -208,14 +222,41 @@ def _unet_case(tf: Any, func: Callable, case: dict) -> dict:
         if key not in readings:
             readings[key] = own_block_reading(tf, own_block, dropout_prob, max_pooling) if callable(own_block) else None
         call["own_block"] = readings[key]
-    return {"model": model.to_json(), "down": recorder.down, "up": recorder.up}
+    return model, {"down": recorder.down, "up": recorder.up}
+
+
+def _unet_case(tf: Any, func: Callable, case: dict) -> dict:
+    if getattr(func, "__globals__", None) is None:
+        return {"returned": "not a plain function"}
+    model, calls = record_unet(tf, func, case["input_size"], case["n_filters"], case["n_classes"])
+    if not isinstance(model, tf.keras.Model):
+        return {"returned": type(model).__name__}
+    return {"model": model.to_json(), **calls}
 
 
 _CASES = {"conv_block": _conv_block_case, "upsampling_block": _upsampling_case, "unet_model": _unet_case}
 
 
-def _on_alarm(signum, frame):
-    raise CaseTimeout("took longer than the time allowed for one call")
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``CaseTimeout`` in this (main) thread after ``seconds``; no limit when 0 or off the main thread."""
+    def on_alarm(signum, frame):
+        raise CaseTimeout("took longer than the time allowed for one call")
+
+    armed = seconds > 0 and hasattr(signal, "setitimer")
+    if armed:
+        try:
+            previous = signal.signal(signal.SIGALRM, on_alarm)
+        except ValueError:  # not the main thread
+            armed = False
+    if armed:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def run_case(tf: Any, namespace: dict, case: dict, seconds: float) -> dict:
@@ -223,21 +264,11 @@ def run_case(tf: Any, namespace: dict, case: dict, seconds: float) -> dict:
     func = namespace.get(case["function"])
     if not callable(func):
         return {"error": f"{case['function']} is not defined as a function"}
-    use_alarm = seconds > 0 and hasattr(signal, "setitimer")
-    if use_alarm:
-        try:
-            previous = signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, seconds)
-        except ValueError:  # not the main thread: no per-call limit
-            use_alarm = False
     try:
-        return _CASES[case["kind"]](tf, func, case)
+        with time_limit(seconds):
+            return _CASES[case["kind"]](tf, func, case)
     except BaseException as err:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from student code too
         return {"error": describe_error(err)}
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
 
 def pieces(namespace: dict, request: dict) -> Iterator[dict]:

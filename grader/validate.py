@@ -1,0 +1,80 @@
+"""``nbgrader validate`` (and the Validate button) that always ends with a message.
+
+nbgrader's validator runs the notebook with its own ``Execute`` step.  A
+kernel that dies mid-notebook (``os._exit``, a crash, running out of memory)
+makes that step raise, and the student reads a traceback of nbgrader's
+internals, or a blank dialog.  ``ValidateExecute`` turns it, and a notebook
+that uses up its whole time budget, into an error output on every graded cell
+that did not run, saying which cell stopped the kernel and why; the
+validator then reports those cells as failed like any other.
+
+The validator's list of steps is not configurable, so ``install`` puts this
+step in place of nbgrader's; ``nbgrader_config.py`` calls it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from time import monotonic
+from typing import Any
+
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from nbgrader.utils import is_grade
+from traitlets import Integer
+
+
+def _error(ename: str, message: str) -> NotebookNode:
+    # Short lines: `nbgrader validate` cuts every line at 90 characters.
+    lines = textwrap.wrap(message, 80, break_long_words=False, break_on_hyphens=False)
+    return NotebookNode(output_type="error", ename=ename, evalue=message, traceback=lines)
+
+
+def _first_line(cell: NotebookNode) -> str:
+    lines = [line for line in cell.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return (lines[0].strip() if lines else "")[:60]
+
+
+class ValidateExecute(Execute):
+    """nbgrader's ``Execute`` for Validate: a dead kernel or a spent time budget becomes a message."""
+
+    notebook_timeout = Integer(
+        240, help="Seconds Validate may spend running the whole notebook; later cells are not run.").tag(config=True)
+
+    _stopped: str | None = None
+    _deadline = 0.0
+
+    def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
+        self._stopped, self._deadline = None, monotonic() + self.notebook_timeout
+        try:
+            return super().preprocess(nb, resources, km)
+        except DeadKernelError:
+            # Raised again while shutting the dead kernel down; every cell already has its message.
+            return nb, resources
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        if self._stopped is None and monotonic() > self._deadline:
+            self._stopped = (f"Validate stopped after {self.notebook_timeout} s, before cell {index + 1}: "
+                             "the notebook takes too long (is a cell stuck in a loop?)")
+        if self._stopped is not None:
+            if cell.cell_type == "code" and is_grade(cell):
+                cell.outputs = [_error("NotRun", f"Not run: {self._stopped}.")]
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._stopped = (f"the Python kernel stopped while running the cell that begins `{_first_line(cell)}` "
+                             "(os._exit, a crash or too little memory). Fix that cell, then restart the kernel "
+                             "and run all cells")
+            cell.outputs.append(_error("DeadKernelError", f"This cell stopped the kernel: {self._stopped}."))
+            return cell, resources
+
+
+def install() -> None:
+    """Make nbgrader's ``Validator`` run notebooks with ``ValidateExecute``."""
+    from nbgrader.validator import Validator
+
+    # traitlets keeps a List's default in default_args (checked with traitlets 5.16).
+    steps = Validator.preprocessors.default_args[0]
+    steps[:] = [ValidateExecute if step is Execute else step for step in steps]

@@ -1,0 +1,482 @@
+"""The assignment's specification, as checks on the networks your functions build.
+
+The graded cells of the notebook run these checks on the notebook's own
+examples: that is what they show you, and what Validate reports before you
+submit.  When your notebook is graded, the same rules are applied to other
+input sizes, filter counts and class counts, which stay hidden until then.
+
+Every check judges what your code builds, never how it is written: any
+spelling that builds the specified network passes.  A failed check raises
+``CheckFailed``, whose message names the call, the layer and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import textwrap
+from typing import Any
+
+import probe
+from test_utils import activation_name, comparator, initializer_name, summary, tf
+
+layers = tf.keras.layers
+
+SIGNATURES: dict[str, list[tuple[str, Any]]] = {
+    "conv_block": [("inputs", None), ("n_filters", 32), ("dropout_prob", 0), ("max_pooling", True)],
+    "upsampling_block": [("expansive_input", probe.NO_DEFAULT), ("contractive_input", probe.NO_DEFAULT),
+                         ("n_filters", 32)],
+    "unet_model": [("input_size", (96, 128, 3)), ("n_filters", 32), ("n_classes", 23)],
+}
+# The U-Net, block by block: filters as a multiple of n_filters, dropout, pooling;
+# then each decoder block's filters and the encoder block whose skip connection it takes.
+ENCODER = [(1, 0, True), (2, 0, True), (4, 0, True), (8, 0.3, True), (16, 0.3, False)]
+DECODER = [(8, 4), (4, 3), (2, 2), (1, 1)]
+# How long one call of your function may take before it counts as a loop that never ends.
+SECONDS_PER_CALL = 20.0
+
+
+class CheckFailed(AssertionError):
+    """A check found a mistake.
+
+    IPython shows only the message (via ``_render_traceback_``), so what you
+    read is the sentence that explains the problem, not the checks' source.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        # Short lines: `nbgrader validate` cuts every line at 90 characters.
+        return textwrap.wrap(f"Check failed: {self}", 80, break_long_words=False, break_on_hyphens=False)
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def signature_text(params: list[tuple[str, Any]]) -> str:
+    return ", ".join(name if default == probe.NO_DEFAULT else f"{name}={default!r}" for name, default in params)
+
+
+def check_function(name: str, info: dict) -> None:
+    """The function exists under its name, is a function, and keeps its signature (``info`` from the probe)."""
+    expect(info.get("defined", False),
+           f"{name} is not defined. The grader calls it by this name: keep the name given in the notebook "
+           "and run its cell without errors.")
+    expect(info.get("callable", False), f"{name} is not a function.")
+    expected = [(arg, probe.jsonable(default)) for arg, default in SIGNATURES[name]]
+    found = [(arg, default) for arg, _, default in info.get("signature", [])]
+    kinds = {kind for _, kind, _ in info.get("signature", [])}
+    expect(
+        found == expected and kinds <= {"POSITIONAL_OR_KEYWORD"},
+        f"{name}'s signature was changed: it must be {name}({signature_text(SIGNATURES[name])}), "
+        f"found {name}({signature_text(found)}). Keep the signature given in the notebook.",
+    )
+
+
+# -- reading a Keras graph ----------------------------------------------------
+
+def producer(tensor) -> Any:
+    """The layer (or Keras operation) whose call returned ``tensor``."""
+    return tensor._keras_history.operation
+
+
+def inputs_of(tensor) -> list:
+    """The tensors that were passed to the layer that made ``tensor``."""
+    history = tensor._keras_history
+    return list(history.operation._inbound_nodes[history.node_index].input_tensors)
+
+
+def is_concatenation(operation) -> bool:
+    """A ``Concatenate`` layer (``concatenate``, ``Concatenate()``) or the ``keras.ops.concatenate`` operation."""
+    return isinstance(operation, layers.Concatenate) or type(operation).__name__ == "Concatenate"
+
+
+def shape(tensor) -> tuple:
+    return tuple(tensor.shape)
+
+
+def same_number(got: Any, expected: float) -> bool:
+    """Numeric equality for numbers of any numeric type, to float32 precision (``np.float32(0.3)`` is 0.3)."""
+    return isinstance(got, (int, float)) and math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def conv_row(h: int, w: int, c_in: int, f: int) -> list:
+    return ["Conv2D", (None, h, w, f), 9 * c_in * f + f, "same", "relu", "HeNormal"]
+
+
+def input_row(input_shape) -> list:
+    return ["InputLayer", [(None, *input_shape)], 0]
+
+
+def compare_rows(got: list, expected: list, context: str) -> None:
+    """``comparator``, with its success line hidden and its failure put in context."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            comparator(got, expected)
+    except AssertionError as err:
+        raise CheckFailed(f"{context}: {err}") from None
+
+
+# -- Exercise 1: conv_block ---------------------------------------------------
+
+def conv_context(input_shape, n_filters, dropout, pooling) -> str:
+    return (f"conv_block on input {tuple(input_shape)} with n_filters={n_filters}, dropout_prob={dropout}, "
+            f"max_pooling={pooling}")
+
+
+def conv_block_rows(h, w, c, f, dropout, pooling) -> list:
+    rows = [conv_row(h, w, c, f), conv_row(h, w, f, f)]
+    if dropout > 0:
+        rows.append(["Dropout", (None, h, w, f), 0, dropout])
+    if pooling:
+        rows.append(["MaxPooling2D", (None, h // 2, w // 2, f), 0, (2, 2)])
+    return rows
+
+
+def judge_conv_block(model: tf.keras.Model, input_shape, n_filters, dropout, pooling, context: str) -> None:
+    """A model from an input to ``[next_layer, skip_connection]`` of ``conv_block`` called with these arguments."""
+    next_layer, skip = model.outputs
+    expected = [input_row(input_shape), *conv_block_rows(*input_shape, n_filters, dropout, pooling)]
+    compare_rows(summary(model), expected, context)
+    last = "Dropout" if dropout > 0 else "Conv2D"
+    expect(
+        type(producer(skip)).__name__ == last,
+        f"{context}: skip_connection must be the output of the last {last} "
+        f"(before pooling), got the output of {type(producer(skip)).__name__}.",
+    )
+    if pooling:
+        expect(
+            isinstance(producer(next_layer), layers.MaxPooling2D) and inputs_of(next_layer)[0] is skip,
+            f"{context}: next_layer must be MaxPooling2D applied to skip_connection.",
+        )
+    else:
+        expect(
+            next_layer is skip,
+            f"{context}: with max_pooling=False, next_layer must be the same tensor as skip_connection.",
+        )
+
+
+def judge_conv_defaults(model: tf.keras.Model, input_shape) -> None:
+    """``conv_block(inputs)`` with every other argument left at its default: 32 filters, pooling."""
+    next_layer, skip = model.outputs
+    h, w = input_shape[0], input_shape[1]
+    expect(
+        shape(next_layer) == (None, h // 2, w // 2, 32) and shape(skip) == (None, h, w, 32),
+        "conv_block(inputs) with the defaults must use 32 filters and pool: expected "
+        f"next_layer {(None, h // 2, w // 2, 32)} and skip_connection {(None, h, w, 32)}, got "
+        f"{shape(next_layer)} and {shape(skip)}.",
+    )
+
+
+# -- Exercise 2: upsampling_block ---------------------------------------------
+
+def upsampling_context(expansive_shape, contractive_shape, n_filters) -> str:
+    return (f"upsampling_block with inputs {tuple(expansive_shape)} and {tuple(contractive_shape)}, "
+            f"n_filters={n_filters}")
+
+
+def judge_upsampling_layers(model: tf.keras.Model, expansive_shape, contractive_shape, n_filters,
+                            context: str) -> None:
+    """Layers, shapes and parameter counts of one ``upsampling_block``."""
+    e_channels, (h, w, c), f = expansive_shape[2], contractive_shape, n_filters
+    expected = [
+        ["Conv2DTranspose", (None, h, w, f), 9 * e_channels * f + f],
+        ["Concatenate", (None, h, w, f + c), 0],
+        conv_row(h, w, f + c, f),
+        conv_row(h, w, f, f),
+    ]
+    # Where Keras lists the two input layers depends on the wiring, which the
+    # wiring check covers; here they are left out of the comparison.
+    got = [row for row in summary(model) if row[0] != "InputLayer"]
+    compare_rows(got, expected, context + " (input layers not counted)")
+
+
+def judge_upsampling_wiring(model: tf.keras.Model, context: str) -> None:
+    """The transposed convolution's settings, and what is concatenated with what, in which order."""
+    expansive, contractive = model.inputs
+    chain = [model.outputs[0]]
+    for _ in range(2):
+        expect(
+            isinstance(producer(chain[-1]), layers.Conv2D)
+            and not isinstance(producer(chain[-1]), layers.Conv2DTranspose),
+            f"{context}: the block must end with two Conv2D layers after the concatenation.",
+        )
+        chain.append(inputs_of(chain[-1])[0])
+    merge = chain[-1]
+    expect(
+        is_concatenation(producer(merge)),
+        f"{context}: the two Conv2D layers must follow the concatenation, "
+        f"found {type(producer(merge)).__name__} before them.",
+    )
+    axis = producer(merge).axis
+    expect(axis in (3, -1), f"{context}: concatenate along axis=3 (channels), not axis={axis}.")
+    parts = inputs_of(merge)
+    expect(len(parts) == 2, f"{context}: concatenate exactly two tensors, got {len(parts)}.")
+    up, skip = parts
+    expect(
+        skip is contractive,
+        f"{context}: the concatenation must be [up, contractive_input] in that order; "
+        "the second tensor is not contractive_input.",
+    )
+    transpose = producer(up)
+    expect(
+        isinstance(transpose, layers.Conv2DTranspose),
+        f"{context}: the first tensor in the concatenation must come from Conv2DTranspose.",
+    )
+    expect(inputs_of(up)[0] is expansive, f"{context}: Conv2DTranspose must be applied to expansive_input.")
+    expect(
+        tuple(transpose.kernel_size) == (3, 3)
+        and tuple(transpose.strides) == (2, 2)
+        and transpose.padding == "same",
+        f"{context}: Conv2DTranspose needs kernel 3, strides=2, padding='same'; got kernel "
+        f"{tuple(transpose.kernel_size)}, strides {tuple(transpose.strides)}, padding '{transpose.padding}'.",
+    )
+
+
+# -- Exercise 3: unet_model ---------------------------------------------------
+
+def unet_context(input_size, n_filters, n_classes) -> str:
+    return f"unet_model(input_size={tuple(input_size)}, n_filters={n_filters}, n_classes={n_classes})"
+
+
+def judge_block_arguments(call: dict, dropout: float, pooling: bool, block: str) -> None:
+    """``dropout_prob`` and ``max_pooling`` of one recorded ``conv_block`` call, judged by what they mean.
+
+    ``max_pooling`` means pooling when it is true (``None`` and ``0`` mean no
+    pooling, as in the specification's ``if max_pooling``); ``dropout_prob`` is
+    a rate of any numeric type, and ``None`` means no dropout.  A spelling
+    other than a plain bool or number must also mean the same to the
+    student's own ``conv_block`` as the plain value: that is the block their
+    network is really built with.
+    """
+    written = call["spelled"]
+    rate = call["dropout_rate"]
+    if rate is None and written["dropout_prob"] == "None":
+        rate = 0.0
+    expect(rate is not None and same_number(rate, dropout),
+           f"{block} must use dropout_prob={dropout}, got {written['dropout_prob']}.")
+    meaning = "" if written["max_pooling"] in ("True", "False") else f", which means {call['pools']}"
+    expect(call["pools"] == pooling,
+           f"{block} must use max_pooling={pooling}, got max_pooling={written['max_pooling']}{meaning}.")
+    reading = call.get("own_block")
+    arguments = f"dropout_prob={written['dropout_prob']}, max_pooling={written['max_pooling']}"
+    plain = f"dropout_prob={dropout}, max_pooling={pooling}"
+    expect(not (reading or "").startswith("fails"),
+           f"{block} passes {arguments}, which your conv_block cannot take ({(reading or '')[7:]}); "
+           f"with {plain} it works. Pass {plain}.")
+    expect(reading != "differs",
+           f"{block} passes {arguments}, and your conv_block builds other layers from that than from "
+           f"{plain}, so the network is not the one specified. Pass {plain}.")
+
+
+def judge_unet_encoder(model: tf.keras.Model, calls: dict, input_size, n_filters, context: str) -> None:
+    """The five recorded ``conv_block`` calls: filters, dropout, pooling and chaining."""
+    down = calls["down"]
+    expect(len(down) == 5,
+           f"{context}: expected 5 calls of conv_block (4 encoder blocks and the bottleneck), got {len(down)}.")
+    size = tuple(input_size)
+    expect(shape(model.inputs[0]) == (None, *size),
+           f"{context}: the model input must have shape {(None, *size)}, got {shape(model.inputs[0])}.")
+    previous = probe.ref(model.inputs[0])
+    for k, (call, (factor, dropout, pooling)) in enumerate(zip(down, ENCODER, strict=True)):
+        block = f"{context}: conv_block call {k + 1}"
+        filters = factor * n_filters
+        expect(same_number(call["n_filters"], filters),
+               f"{block} must use n_filters={filters}, got {call['n_filters']}.")
+        judge_block_arguments(call, dropout, pooling, block)
+        source = "the model input" if k == 0 else f"next_layer of conv_block call {k}"
+        expect(call["inputs"] == previous, f"{block} must take {source} as its inputs.")
+        previous = call["next"]
+
+
+def _which(tensor: str, tensors: list[str], label: str) -> str:
+    return f"{label} {tensors.index(tensor) + 1}" if tensor in tensors else "some other tensor"
+
+
+def judge_unet_decoder(model: tf.keras.Model, calls: dict, input_size, n_filters, n_classes,
+                       context: str) -> None:
+    """The four recorded ``upsampling_block`` calls, the skip connections and the output head."""
+    down, up = calls["down"], calls["up"]
+    expect(len(down) == 5, f"{context}: expected 5 calls of conv_block, got {len(down)}.")
+    expect(len(up) == 4, f"{context}: expected 4 calls of upsampling_block, got {len(up)}.")
+    skips = [c["skip"] for c in down]
+    expansive = down[4]["next"]
+    for j, (call, (factor, encoder_block)) in enumerate(zip(up, DECODER, strict=True)):
+        block = f"{context}: upsampling_block call {j + 1}"
+        filters = factor * n_filters
+        expect(same_number(call["n_filters"], filters),
+               f"{block} must use n_filters={filters}, got {call['n_filters']}.")
+        want = "the bottleneck's next_layer" if j == 0 else f"the output of upsampling_block call {j}"
+        expect(call["expansive"] == expansive, f"{block} must take {want} as expansive_input.")
+        expect(
+            call["contractive"] == skips[encoder_block - 1],
+            f"{block} must take the skip connection of encoder block {encoder_block} as contractive_input, "
+            f"got {_which(call['contractive'], skips, 'the skip connection of block')}.",
+        )
+        expansive = call["out"]
+    out = model.outputs[0]
+    last, before = producer(out), producer(inputs_of(out)[0])
+    expect(
+        isinstance(last, layers.Conv2D) and tuple(last.kernel_size) == (1, 1) and last.filters == n_classes,
+        f"{context}: the last layer must be a 1x1 Conv2D with n_classes={n_classes} filters.",
+    )
+    expect(
+        activation_name(last.activation) == "linear",
+        f"{context}: the last Conv2D must output logits (no activation), got '{activation_name(last.activation)}'.",
+    )
+    expect(
+        isinstance(before, layers.Conv2D)
+        and tuple(before.kernel_size) == (3, 3)
+        and before.filters == n_filters
+        and before.padding == "same"
+        and activation_name(before.activation) == "relu"
+        and initializer_name(before.kernel_initializer) == "HeNormal",
+        f"{context}: before the 1x1 Conv2D comes a 3x3 Conv2D with n_filters={n_filters}, relu, "
+        "padding='same' and he_normal initializer.",
+    )
+    expect(
+        probe.ref(inputs_of(inputs_of(out)[0])[0]) == up[-1]["out"],
+        f"{context}: the 3x3 Conv2D must be applied to the output of the last upsampling_block.",
+    )
+    expect(
+        shape(out) == (None, input_size[0], input_size[1], n_classes),
+        f"{context}: the output must have shape {(None, input_size[0], input_size[1], n_classes)}, got {shape(out)}.",
+    )
+
+
+# -- the visible checks: the notebook's own examples ----------------------------
+
+EXAMPLE_INPUT = (96, 128, 3)
+
+
+def _conv_model(conv_block, input_shape, **kwargs) -> tf.keras.Model:
+    x = layers.Input(input_shape)
+    result = conv_block(x, **kwargs)
+    context = conv_context(input_shape, *(kwargs.get(k, d) for k, d in SIGNATURES["conv_block"][1:]))
+    expect(isinstance(result, (tuple, list)) and len(result) == 2,
+           f"{context}: conv_block must return two values, (next_layer, skip_connection); "
+           f"it returned a {type(result).__name__}.")
+    return tf.keras.Model(x, [result[0], result[1]])
+
+
+def _conv_layers(conv_block) -> str:
+    model = _conv_model(conv_block, EXAMPLE_INPUT, n_filters=32, dropout_prob=0, max_pooling=True)
+    judge_conv_block(model, EXAMPLE_INPUT, 32, 0, True, conv_context(EXAMPLE_INPUT, 32, 0, True))
+    return "layers, shapes and the two returned tensors are right for the notebook's example"
+
+
+def _conv_options(conv_block) -> str:
+    judge_conv_defaults(_conv_model(conv_block, EXAMPLE_INPUT), EXAMPLE_INPUT)
+    for f, dropout, pooling in [(1024, 0.1, True), (32, 0, False)]:
+        model = _conv_model(conv_block, EXAMPLE_INPUT, n_filters=f, dropout_prob=dropout, max_pooling=pooling)
+        judge_conv_block(model, EXAMPLE_INPUT, f, dropout, pooling, conv_context(EXAMPLE_INPUT, f, dropout, pooling))
+    return "the defaults, dropout and max_pooling=False work on the notebook's example"
+
+
+UPSAMPLING_EXAMPLE = ((12, 16, 256), (24, 32, 128), 32)
+
+
+def _upsampling_model(upsampling_block) -> tf.keras.Model:
+    e_shape, c_shape, f = UPSAMPLING_EXAMPLE
+    expansive, contractive = layers.Input(e_shape), layers.Input(c_shape)
+    return tf.keras.Model([expansive, contractive], upsampling_block(expansive, contractive, f))
+
+
+def _upsampling_layers(upsampling_block) -> str:
+    judge_upsampling_layers(_upsampling_model(upsampling_block), *UPSAMPLING_EXAMPLE,
+                            upsampling_context(*UPSAMPLING_EXAMPLE))
+    return "layers, shapes and parameter counts are right for the notebook's example"
+
+
+def _upsampling_wiring(upsampling_block) -> str:
+    judge_upsampling_wiring(_upsampling_model(upsampling_block), upsampling_context(*UPSAMPLING_EXAMPLE))
+    return "the transposed convolution and the concatenation order are right"
+
+
+UNET_EXAMPLE = (EXAMPLE_INPUT, 32, 23)
+
+
+def _recorded_unet(unet_model) -> tuple[tf.keras.Model, dict, str]:
+    context = unet_context(*UNET_EXAMPLE)
+    model, calls = probe.record_unet(tf, unet_model, *UNET_EXAMPLE)
+    expect(isinstance(model, tf.keras.Model),
+           f"{context}: unet_model must return a tf.keras.Model, it returned {type(model).__name__}.")
+    return model, calls, context
+
+
+def _unet_encoder(unet_model) -> str:
+    model, calls, context = _recorded_unet(unet_model)
+    judge_unet_encoder(model, calls, EXAMPLE_INPUT, 32, context)
+    return "the encoder blocks and the bottleneck are called as specified (checked with stand-in blocks)"
+
+
+def _unet_decoder(unet_model) -> str:
+    model, calls, context = _recorded_unet(unet_model)
+    judge_unet_decoder(model, calls, EXAMPLE_INPUT, 32, 23, context)
+    return "the decoder blocks, skip connections and output layers are as specified (checked with stand-in blocks)"
+
+
+VISIBLE = {
+    ("conv_block", "layers"): _conv_layers,
+    ("conv_block", "options"): _conv_options,
+    ("upsampling_block", "layers"): _upsampling_layers,
+    ("upsampling_block", "wiring"): _upsampling_wiring,
+    ("unet_model", "encoder"): _unet_encoder,
+    ("unet_model", "decoder"): _unet_decoder,
+}
+# The last failure each exercise reported, and in which execution, so that the
+# next graded cell does not repeat it word for word.
+_reported: dict[str, tuple[int, str]] = {}
+
+
+def _execution_count() -> int:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return -1
+    shell = get_ipython()
+    return -1 if shell is None else shell.execution_count
+
+
+def _explain(function: str, err: BaseException) -> str:
+    """What went wrong while a check ran ``function``, in plain words."""
+    if isinstance(err, CheckFailed):
+        return str(err)
+    if type(err).__name__ == "StdinNotImplementedError":  # IPython's, a kind of NotImplementedError
+        return f"{function} asks for input(); nobody can type an answer while it is checked. Remove the input() call."
+    if isinstance(err, NotImplementedError):
+        return (f"{function} is not written yet: its cell still has the template's `raise NotImplementedError()`. "
+                "Put your code in its place and run that cell again.")
+    if isinstance(err, probe.CaseTimeout):
+        return (f"{function} did not return within {SECONDS_PER_CALL:g} s on the notebook's example: "
+                "look for a loop that never ends.")
+    return f"{function} raised {probe.describe_error(err)}"
+
+
+def visible_check(function: str, aspect: str, namespace: dict | None = None) -> None:
+    """Run one visible check on ``function`` from ``namespace`` (default: the notebook's).
+
+    Prints what passed; raises ``CheckFailed`` with the reason otherwise.  The
+    hidden tests of the same graded cell run only when your work is graded.
+    """
+    if namespace is None:
+        from IPython import get_ipython
+
+        namespace = get_ipython().user_ns
+    count = _execution_count()
+    try:
+        check_function(function, probe.function_info(namespace, function))
+        with probe.time_limit(SECONDS_PER_CALL):
+            passed = VISIBLE[function, aspect](namespace[function])
+    except Exception as err:  # noqa: BLE001 - whatever the student's code raises becomes a sentence
+        message = _explain(function, err)
+        previous = _reported.get(function)
+        _reported[function] = (count, message)
+        if previous is not None and previous[1] == message and previous[0] == count - 1:
+            raise CheckFailed("the same problem as in the graded cell above; this cell passes once that one does.") \
+                from None
+        raise CheckFailed(message) from None
+    _reported.pop(function, None)
+    print(f"{function}: {passed}. (The hidden tests of this cell run when your notebook is graded.)")
