@@ -28,7 +28,7 @@ data: $(STAMP)
 	else $(BIN)/python carla_synth.py data; fi
 
 demo: data sandbox-deps
-	$(BIN)/python -m grader.demo
+	$(BIN)/python -m grader.dev.demo
 
 test: lint
 	$(BIN)/python -m pytest

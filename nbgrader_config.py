@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent
 # and the hook below lives in the grader package there.
 sys.path.insert(0, str(ROOT))
 
-# The source notebook's hidden cells import `grader.checks` from this folder when
+# The source notebook's hidden cells import `grader.engine.checks` from this folder when
 # an instructor runs it (and when grading runs without the sandbox), and
 # TensorFlow must not write start-up logs to stderr, which nbgrader scores 0.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -44,18 +44,18 @@ c.Execute.timeout = 60
 # any file is read as a notebook, deleted locked cells come back, the notebook
 # runs in a bubblewrap sandbox, and the hidden test cells get their verdicts
 # from checks run in this process on evidence collected in the sandbox.
-c.Autograde.exporter_class = "grader.intake.SubmissionExporter"
+c.Autograde.exporter_class = "grader.engine.intake.SubmissionExporter"
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
-    "grader.intake.RestoreLockedCells",
+    "grader.engine.intake.RestoreLockedCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "grader.execute.SandboxedExecute",
-    "grader.verdicts.ApplyVerdicts",
+    "grader.engine.execute.SandboxedExecute",
+    "grader.engine.verdicts.ApplyVerdicts",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -64,10 +64,10 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Refresh reports/summary.md and score_histogram.png after each graded submission.
-c.Autograde.post_convert_hook = "grader.summary.after_autograde"
+c.Autograde.post_convert_hook = "grader.tools.grades.after_autograde"
 
 # `nbgrader validate` and the Validate button: a kernel that dies, or a notebook
 # that runs too long, ends in a message on the graded cells, not a traceback.
-from grader.validate import install as _install_validate  # noqa: E402
+from grader.engine.validate import install as _install_validate  # noqa: E402
 
 _install_validate()

@@ -21,7 +21,7 @@ import platform
 from pathlib import Path
 
 from grader.course import ROOT
-from grader.training import DEFAULT_EPOCHS
+from grader.dev.training import DEFAULT_EPOCHS
 
 REAL_DATA = ROOT.parent / "shared" / "carla"
 SECTIONS = ("grading", "class", "throughput", "quality")
@@ -55,7 +55,7 @@ def run_class(args, data: Path) -> dict:
     speedup = r["sequential"] / r["parallel"]
     print(f"  {r['size']} submissions, sequential nbgrader autograde: {r['sequential']:.0f} s "
           f"({r['sequential'] / r['size']:.1f} s each)")
-    print(f"  grader.autograde_class --workers {r['workers']}: {r['parallel']:.0f} s "
+    print(f"  grader.tools.autograde_class --workers {r['workers']}: {r['parallel']:.0f} s "
           f"({r['parallel'] / r['size']:.1f} s each)")
     print(f"  speed-up {speedup:.2f}x on {os.cpu_count()} cores; same scores: {r['same_scores']}")
     return {**r, "speedup": speedup}

@@ -1,6 +1,6 @@
 """Grading speed: one submission at a time, and a whole class at once.
 
-Every run happens in scratch course folders (``grader.scratch_course``), with
+Every run happens in scratch course folders (``grader.dev.scratch_course``), with
 the data set of this repository, so the real course folder is never touched.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 
 from grader.course import ASSIGNMENT, NOTEBOOK, ROOT
-from grader.examples import EXAMPLES, fill, solutions_for
-from grader.scratch_course import Course
+from grader.dev.examples import EXAMPLES, fill, solutions_for
+from grader.dev.scratch_course import Course
 
 # nbgrader as it comes: its own Execute runs every cell, hidden tests and full
 # training included, with no sandbox.  nbgrader reads nbgrader_config.py from

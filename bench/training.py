@@ -9,7 +9,7 @@ import numpy as np
 
 import carla_data
 import carla_plots
-from grader.training import fit_reference, held_out_confusion
+from grader.dev.training import fit_reference, held_out_confusion
 from test_utils import tf  # TensorFlow, imported with its start-up notices hidden
 
 

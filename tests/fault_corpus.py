@@ -18,7 +18,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.course import nbgrader_meta, reference_solutions
-from grader.examples import Bug, fill
+from grader.dev.examples import Bug, fill
 
 FULL = {"conv_block": 30.0, "upsampling_block": 30.0, "unet_model": 40.0}
 CONV = ["test_conv_block_default", "test_conv_block_options"]
@@ -90,7 +90,7 @@ test_utils.summary = lambda model: []
 comparator, summary = test_utils.comparator, test_utils.summary
 tf.keras.Model.count_params = lambda self: 8640471
 try:
-    import grader.checks as checks
+    import grader.engine.checks as checks
     checks.judge = lambda *args: "passed"
 except ImportError as err:
     print("cannot import the checks:", err)
@@ -98,7 +98,7 @@ print("All tests passed!")
 '''
 
 SNOOP = '''import os, socket
-for path in ["{root}/grader/checks.py", "{root}/gradebook.db", "{root}/notebooks/unet_segmentation/unet.ipynb",
+for path in ["{root}/grader/engine/checks.py", "{root}/gradebook.db", "{root}/notebooks/unet_segmentation/unet.ipynb",
              "{root}/submitted", "/etc/shadow"]:
     try:
         os.listdir(path) if os.path.isdir(path) else open(path, "rb").read(1)

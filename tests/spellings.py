@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grader.examples import Bug
+from grader.dev.examples import Bug
 
 CONV1 = 'Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(inputs)'
 CONV2 = 'Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(conv)'

@@ -1,4 +1,4 @@
-"""grader.autograde_class without kernels: who is graded, and SQLite writes from many processes."""
+"""grader.tools.autograde_class without kernels: who is graded, and SQLite writes from many processes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from grader.autograde_class import _result, _wait_for_sqlite_writes, submitted_students
+from grader.tools.autograde_class import _result, _wait_for_sqlite_writes, submitted_students
 
 WRITERS = 4
 STUDENTS_EACH = 20

@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from grader.course import NOTEBOOK, ROOT, nbgrader_meta, reference_solutions
-from grader.examples import fill
-from grader.scratch_course import Course
+from grader.dev.examples import fill
+from grader.dev.scratch_course import Course
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from grader import checks
-from grader.checks import CHECKS, Evidence, judge, probe_request
 from grader.course import exercises, reference_solutions
-from grader.examples import BUGS, Bug, solutions_for
+from grader.dev.examples import BUGS, Bug, solutions_for
+from grader.engine import checks
+from grader.engine.checks import CHECKS, Evidence, judge, probe_request
 from probe import collect, merge, pieces
 from tests.conftest import notebook_namespace
 

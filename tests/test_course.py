@@ -9,12 +9,12 @@ import csv
 import nbformat
 import pytest
 
-from grader import summary
 from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
-from grader.examples import EXAMPLES, write_examples
-from grader.execute import NOT_RUN_NOTE
-from grader.report import scores
-from grader.scratch_course import Course
+from grader.dev.examples import EXAMPLES, write_examples
+from grader.dev.scratch_course import Course
+from grader.engine.execute import NOT_RUN_NOTE
+from grader.tools import grades as summary
+from grader.tools.grades import scores
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,8 @@ def test_release_is_self_contained(course):
 
 def test_release_has_no_solution_and_no_hidden_test(course):
     text = (course.release / f"{NOTEBOOK}.ipynb").read_text()
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "grader.checks", "check_unet_encoder("):
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "grader.engine.checks",
+                   "check_unet_encoder("):
         assert marker not in text
     nb = nbformat.read(course.release / f"{NOTEBOOK}.ipynb", as_version=4)
     release_code = "\n".join(cell.source for cell in nb.cells)

@@ -9,9 +9,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from grader.course import ROOT
-from grader.intake import notes, read_submission
-from grader.sandbox import Limits, bwrap_command
-from grader.verdicts import defined_functions, globals_used, module_variables
+from grader.engine.intake import notes, read_submission
+from grader.engine.sandbox import Limits, bwrap_command
+from grader.engine.verdicts import defined_functions, globals_used, module_variables
 
 
 def test_a_valid_notebook_is_read_unchanged():
@@ -93,13 +93,13 @@ def test_the_sandbox_shows_the_work_folder_and_hides_the_course(tmp_path):
     (139, "signal SIGSEGV"),
 ])
 def test_a_dead_kernel_is_explained_by_its_exit_status(code, words):
-    from grader.execute import _exit_reason
+    from grader.engine.execute import _exit_reason
 
     assert words in _exit_reason(code, Limits())
 
 
 def test_a_binary_file_is_read_as_an_empty_notebook_with_a_note(tmp_path):
-    from grader.intake import SubmissionExporter
+    from grader.engine.intake import SubmissionExporter
 
     path = tmp_path / "unet.ipynb"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")

@@ -11,8 +11,8 @@ import nbformat
 import pytest
 
 from grader.course import ASSIGNMENT, NOTEBOOK
-from grader.report import scores
-from grader.scratch_course import Course
+from grader.dev.scratch_course import Course
+from grader.tools.grades import scores
 from tests.fault_corpus import FULL, corpus
 
 pytestmark = pytest.mark.slow

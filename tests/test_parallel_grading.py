@@ -19,8 +19,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from grader.course import ASSIGNMENT, NOTEBOOK
-from grader.examples import EXAMPLES, write_examples
-from grader.scratch_course import Course
+from grader.dev.examples import EXAMPLES, write_examples
+from grader.dev.scratch_course import Course
 from tests.fault_corpus import corpus
 from tests.postgres import postgres_server
 from tests.test_course import EXPECTED
@@ -116,7 +116,7 @@ def test_concurrent_grading_matches_sequential(request, sequential, backend):
 
 
 def _autograde_class(course: Course) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader.autograde_class", "--course", str(course.root),
+    return subprocess.run([sys.executable, "-m", "grader.tools.autograde_class", "--course", str(course.root),
                            "--db", course.db_url, "--workers", "2"],
                           cwd=Path(__file__).parent.parent, env=course.env, capture_output=True, text=True)
 

@@ -11,9 +11,9 @@ import nbformat
 import pytest
 
 from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
-from grader.examples import fill
-from grader.report import scores
-from grader.scratch_course import Course
+from grader.dev.examples import fill
+from grader.dev.scratch_course import Course
+from grader.tools.grades import scores
 from tests.fault_corpus import FULL
 from tests.spellings import SUBMISSIONS, submission_code
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grader.checks import (
+from grader.course import reference_namespace, reference_solutions
+from grader.engine.checks import (
     CHECKS,
     CONV_DEFAULT_CASES,
     CONV_DEFAULTS_CALL,
@@ -26,7 +27,6 @@ from grader.checks import (
     judge,
     probe_request,
 )
-from grader.course import reference_namespace, reference_solutions
 from probe import collect
 from tests.conftest import notebook_namespace
 from tests.network_oracle import same_network

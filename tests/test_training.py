@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import precision
-from grader.training import fit_reference, train_and_plot
+from grader.dev.training import fit_reference, train_and_plot
 from test_utils import tf
 
 pytestmark = pytest.mark.slow

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from grader.checks import CONV_DEFAULT_CASES, CONV_DEFAULTS_CALL, CONV_OPTION_CASES, UNET_CASES, UPSAMPLING_CASES
 from grader.course import ASSIGNMENT, NOTEBOOK, ROOT, SOURCE_NOTEBOOK, reference_solutions
-from grader.examples import BUGS, fill, solutions_for
-from grader.scratch_course import Course
+from grader.dev.examples import BUGS, fill, solutions_for
+from grader.dev.scratch_course import Course
+from grader.engine.checks import CONV_DEFAULT_CASES, CONV_DEFAULTS_CALL, CONV_OPTION_CASES, UNET_CASES, UPSAMPLING_CASES
 from tests.spellings import submission_code
 
 pytestmark = pytest.mark.slow
@@ -154,7 +154,7 @@ def test_validate_reveals_no_hidden_test(course, reports):
     release_text = "".join(p.read_text(errors="replace") for p in course.release.rglob("*.py"))
     release_text += (course.release / f"{NOTEBOOK}.ipynb").read_text()
     everything = release_text + "".join(reports.values())
-    for secret in ["BEGIN HIDDEN TESTS", "run_check", "grader.checks", "check_unet_encoder", *hidden_values()]:
+    for secret in ["BEGIN HIDDEN TESTS", "run_check", "grader.engine.checks", "check_unet_encoder", *hidden_values()]:
         assert secret not in everything, secret
 
 

@@ -288,7 +288,7 @@ def run_check(grade_id: str, namespace: dict) -> None:
     """Probe and judge in this process, for the source notebook's own run.
 
     Autograding never calls this: there the probe runs in the sandboxed kernel
-    and the grade cells' outputs come from ``grader.verdicts``.
+    and the grade cells' outputs come from ``grader.engine.verdicts``.
     """
     request = probe_request(seconds_per_call=0)
     wanted = {case.key for case in CHECKS[grade_id].cases}

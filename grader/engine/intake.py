@@ -14,7 +14,7 @@ a read-only cell.  Here:
   assignment's cells (another assignment's notebook).
 
 Both notes end up in the feedback, via the notebook's metadata, which
-``grader.verdicts`` reads.
+``grader.engine.verdicts`` reads.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Autograde a whole class at once: worker processes on this machine, or a Dask cluster.
 
-    python -m grader.autograde_class --workers 4                  # this machine, SQLite gradebook
-    python -m grader.autograde_class --dask local:4 --db URL      # a local Dask cluster
-    python -m grader.autograde_class --dask tcp://host:8786 --db postgresql+psycopg://...
+    python -m grader.tools.autograde_class --workers 4                  # this machine, SQLite gradebook
+    python -m grader.tools.autograde_class --dask local:4 --db URL      # a local Dask cluster
+    python -m grader.tools.autograde_class --dask tcp://host:8786 --db postgresql+psycopg://...
 
 Every submission is graded by nbgrader's own ``Autograde`` converter with the
 settings of ``nbgrader_config.py`` (sandbox, verdicts, gradebook writes), so a
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"{len(outcomes) - len(failed)} graded, {len(failed)} failed, in {elapsed:.0f} s "
           f"({elapsed / len(outcomes):.1f} s per submission).")
-    from grader import summary
+    from grader.tools import grades as summary
 
     print(summary.render(setup.db_url, course / "autograded", course / "reports"))
     if failed:

@@ -1,6 +1,6 @@
 """Train the reference U-Net as the notebook does and draw what a reader needs to judge it.
 
-    python -m grader.training [--epochs N] [--out reports]
+    python -m grader.dev.training [--epochs N] [--out reports]
 
 Writes training_curves.png, predictions.png and iou_per_class.png.  Used by
 `make demo`; the notebook's own cells draw the same figures for students.

@@ -2,11 +2,11 @@
 
 ``SandboxedExecute`` replaces nbgrader's ``Execute`` in ``autograde``:
 
-- the kernel runs under bubblewrap (``grader.sandbox``) unless the instructor
+- the kernel runs under bubblewrap (``grader.engine.sandbox``) unless the instructor
   turns the sandbox off, which logs a warning;
 - the hidden test cells are *not* run in the student's kernel; instead
   ``grader.probe`` collects evidence there once the notebook has run, and
-  ``grader.verdicts`` judges it outside the kernel;
+  ``grader.engine.verdicts`` judges it outside the kernel;
 - a per-cell and a per-notebook time limit, a cap on each cell's output, and a
   kernel that dies all end in an error output that says what happened, never
   in an exception that would make nbgrader drop the submission;
@@ -37,8 +37,8 @@ from nbgrader.utils import is_grade
 from traitlets import Bool, Float, Integer
 
 import probe
-from grader.checks import probe_request
-from grader.sandbox import Limits, SandboxedKernelManager, check_available
+from grader.engine.checks import probe_request
+from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available
 
 TIMEOUT_NAME = "CellTimeoutError"
 NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come after the last graded cell, "

@@ -31,8 +31,8 @@ class Course:
         return self.run(command)
 
     def autograde_class(self, *args: str) -> subprocess.CompletedProcess:
-        """``python -m grader.autograde_class`` on this course and gradebook."""
-        return self.run([sys.executable, "-m", "grader.autograde_class", "--course", str(self.root),
+        """``python -m grader.tools.autograde_class`` on this course and gradebook."""
+        return self.run([sys.executable, "-m", "grader.tools.autograde_class", "--course", str(self.root),
                          "--db", self.db_url, *args])
 
     def run(self, command: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -17,10 +17,11 @@ import time
 from nbgrader.api import Gradebook
 from tqdm import tqdm
 
-from grader import summary, training
 from grader.course import ASSIGNMENT, DB_URL, GRADEBOOK, ROOT, SUBMITTED
-from grader.examples import EXAMPLES, write_examples
-from grader.report import feedback_file, format_table
+from grader.dev import training
+from grader.dev.examples import EXAMPLES, write_examples
+from grader.tools import grades as summary
+from grader.tools.grades import feedback_file, format_table
 
 PREFIX = "example_"
 REPORTS = ROOT / "reports"

@@ -20,8 +20,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
 
-from grader.checks import CHECKS, CheckFailed, Evidence, check_function, judge
-from grader.intake import notes
+from grader.engine.checks import CHECKS, CheckFailed, Evidence, check_function, judge
+from grader.engine.intake import notes
 
 PASSED = "Passed"
 
