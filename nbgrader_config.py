@@ -12,35 +12,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 # The `nbgrader` command does not put the course folder on the import path,
-# and the hook below lives in the grader package there.
+# and the steps below live in the grader package there.
 sys.path.insert(0, str(ROOT))
+
+from grader.course import COURSE_ID, SOURCE_DIRECTORY, make_alembic_findable  # noqa: E402
 
 # The source notebook's hidden cells import `grader.engine.checks` from this folder when
 # an instructor runs it (and when grading runs without the sandbox), and
 # TensorFlow must not write start-up logs to stderr, which nbgrader scores 0.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# nbgrader runs `alembic` by name; make the virtual environment's copy findable
-# even when the environment was not activated.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# Even when the virtual environment was not activated.
+make_alembic_findable()
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it reads this file
 
+# Every other folder, and the gradebook (gradebook.db in the root), are nbgrader's defaults.
 c.CourseDirectory.root = str(ROOT)
-c.CourseDirectory.course_id = "unet-segmentation"
-c.CourseDirectory.source_directory = "notebooks"
-c.CourseDirectory.release_directory = "release"
-c.CourseDirectory.submitted_directory = "submitted"
-c.CourseDirectory.autograded_directory = "autograded"
-c.CourseDirectory.feedback_directory = "feedback"
-c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
+c.CourseDirectory.course_id = COURSE_ID
+c.CourseDirectory.source_directory = SOURCE_DIRECTORY
 
 # Any TensorFlow/absl log line that still reaches stderr is dropped before scoring.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"^(?:[IWE]\d{4} \d|WARNING: All log messages before absl::InitializeLog)"
 c.Execute.timeout = 60
 
-# Hardened autograding (grader/intake.py, grader/execute.py, grader/verdicts.py):
+# Hardened autograding (grader/engine/intake.py, execute.py, verdicts.py):
 # any file is read as a notebook, deleted locked cells come back, the notebook
 # runs in a bubblewrap sandbox, and the hidden test cells get their verdicts
 # from checks run in this process on evidence collected in the sandbox.

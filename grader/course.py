@@ -1,23 +1,61 @@
-"""Facts about the course that the grader, the demo and the tests share."""
+"""Facts about the course that the engine, the tools, the demo and the tests share.
+
+Where nbgrader has an opinion, it is the owner: the course folder's layout
+(``submitted/``, ``autograded/``, ...) and the gradebook's default URL come
+from nbgrader's ``CourseDirectory``; this module adds only what this course
+sets differently (the source folder) and its own names.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import nbformat
+from nbgrader.coursedir import CourseDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "unet_segmentation"
 NOTEBOOK = "unet"
-SOURCE_NOTEBOOK = ROOT / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-RELEASE_NOTEBOOK = ROOT / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-SUBMITTED = ROOT / "submitted"
-AUTOGRADED = ROOT / "autograded"
-FEEDBACK = ROOT / "feedback"
-GRADEBOOK = ROOT / "gradebook.db"
-DB_URL = f"sqlite:///{GRADEBOOK}"
+COURSE_ID = "unet-segmentation"
+# The one folder setting that differs from nbgrader's defaults.
+SOURCE_DIRECTORY = "notebooks"
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
 SOLUTION_END = "### END SOLUTION"
+
+
+def course_directory(root: Path = ROOT, db_url: str | None = None) -> CourseDirectory:
+    """nbgrader's description of the course folder at ``root``: each step's folder and the gradebook."""
+    coursedir = CourseDirectory(root=str(root), source_directory=SOURCE_DIRECTORY)
+    if db_url:
+        coursedir.db_url = db_url
+    return coursedir
+
+
+def gradebook_url(root: Path = ROOT) -> str:
+    """The gradebook nbgrader uses for the course at ``root`` unless told otherwise (SQLite in the folder)."""
+    return course_directory(root).db_url
+
+
+def step_folder(root: Path, step: str) -> Path:
+    """The folder of one of nbgrader's steps (``"submitted"``, ``"autograded"``, ...) in the course at ``root``."""
+    return Path(root) / getattr(course_directory(root), f"{step}_directory")
+
+
+def make_alembic_findable() -> None:
+    """nbgrader runs ``alembic`` by name when it creates a gradebook: find the one beside this Python."""
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+_COURSE = course_directory()
+SOURCE_NOTEBOOK = ROOT / SOURCE_DIRECTORY / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+RELEASE_NOTEBOOK = ROOT / _COURSE.release_directory / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+SUBMITTED = ROOT / _COURSE.submitted_directory
+AUTOGRADED = ROOT / _COURSE.autograded_directory
+FEEDBACK = ROOT / _COURSE.feedback_directory
+DB_URL = _COURSE.db_url
+GRADEBOOK = Path(DB_URL.removeprefix("sqlite:///"))
 
 
 def active_coursedir():

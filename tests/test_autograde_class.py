@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from grader.tools.autograde_class import _result, _wait_for_sqlite_writes, submitted_students
+from grader.course import gradebook_url, make_alembic_findable
+from grader.engine.grading import wait_for_sqlite_writes
+from grader.tools.autograde_class import _result, submitted_students
 
 WRITERS = 4
 STUDENTS_EACH = 20
@@ -37,7 +37,7 @@ def _hold_write_lock(db_file: str, seconds: float) -> None:
 
 
 def _add_students(db_url: str, writer: int) -> int:
-    _wait_for_sqlite_writes()
+    wait_for_sqlite_writes()
     time.sleep(1)  # start writing while the lock is held
     for i in range(STUDENTS_EACH):
         with Gradebook(db_url) as gb:
@@ -47,9 +47,9 @@ def _add_students(db_url: str, writer: int) -> int:
 
 
 def test_concurrent_sqlite_writers_queue_and_lose_nothing(tmp_path, monkeypatch):
-    # nbgrader runs `alembic` by name when it creates a gradebook.
-    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
-    db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
+    make_alembic_findable()
+    db_url = gradebook_url(tmp_path)
     with Gradebook(db_url):
         pass  # create the tables once, as generate_assignment does before grading
     with ProcessPoolExecutor(WRITERS + 1, mp_context=get_context("spawn")) as pool:
@@ -70,4 +70,4 @@ def test_a_worker_that_dies_is_a_failed_outcome_not_a_crash():
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         outcome = _result(pool.submit(_die), "alice")
     assert (outcome.student, outcome.ok) == ("alice", False)
-    assert "the grading worker failed: BrokenProcessPool" in outcome.messages[0]
+    assert "the grading worker failed: BrokenProcessPool" in outcome.failure

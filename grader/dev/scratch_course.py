@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grader.course import ASSIGNMENT, ROOT
+from grader.course import ASSIGNMENT, ROOT, gradebook_url, step_folder
 
 
 class Course:
@@ -21,7 +21,7 @@ class Course:
 
     def __init__(self, root: Path, data: Path, db_url: str | None = None):
         self.root = root
-        self.db_url = db_url or f"sqlite:///{root / 'gradebook.db'}"
+        self.db_url = db_url or gradebook_url(root)
         self.env = {**os.environ, "CARLA_DATA_DIR": str(data), "TF_CPP_MIN_LOG_LEVEL": "3"}
         (root / "notebooks").symlink_to(ROOT / "notebooks")
 
@@ -44,4 +44,4 @@ class Course:
 
     @property
     def release(self) -> Path:
-        return self.root / "release" / ASSIGNMENT
+        return step_folder(self.root, "release") / ASSIGNMENT

@@ -2,10 +2,10 @@
 
 ``SandboxedExecute`` replaces nbgrader's ``Execute`` in ``autograde``:
 
-- the kernel runs under bubblewrap (``grader.engine.sandbox``) unless the instructor
-  turns the sandbox off, which logs a warning;
+- the kernel runs under bubblewrap (``grader.engine.sandbox``) unless the
+  instructor turns the sandbox off, which logs a warning;
 - the hidden test cells are *not* run in the student's kernel; instead
-  ``grader.probe`` collects evidence there once the notebook has run, and
+  ``probe`` collects evidence there once the notebook has run, and
   ``grader.engine.verdicts`` judges it outside the kernel;
 - a per-cell and a per-notebook time limit, a cap on each cell's output, and a
   kernel that dies all end in an error output that says what happened, never
@@ -16,19 +16,20 @@
 - the cells after the last graded cell (training, plots) are not run: no
   grade depends on them, and they would take most of the time.
 
-What happened is left in ``resources["unet_grading"]`` for ``ApplyVerdicts``.
+What happened is left in a ``RunRecord`` (``grader.engine.record``) for
+``ApplyVerdicts``.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import signal
 from pathlib import Path
-from time import monotonic
+from time import monotonic, perf_counter
 from typing import Any
 
 from jupyter_core.utils import run_sync
-from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
@@ -38,11 +39,25 @@ from traitlets import Bool, Float, Integer
 
 import probe
 from grader.engine.checks import probe_request
+from grader.engine.private_api.jupyter_client_api import kernel_exit_code
+from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
+from grader.engine.probe_cell import evidence_parts, is_evidence_message, probe_cell_source
+from grader.engine.record import RESOURCE_KEY, RunRecord
 from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available
 
 TIMEOUT_NAME = "CellTimeoutError"
 NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come after the last graded cell, "
                 "so they cannot change your grade.]\n")
+# What a kernel that died, or stopped answering, raises from nbclient.
+KERNEL_GONE = (DeadKernelError, RuntimeError, TimeoutError)
+
+
+class CellRun(enum.Enum):
+    """How running one cell ended."""
+
+    FINISHED = "finished"  # with or without an error in the cell
+    TIMED_OUT = "timed out"  # interrupted at its time limit; the kernel may be stuck
+    KERNEL_DIED = "kernel died"
 
 
 def error_output(ename: str, message: str) -> NotebookNode:
@@ -67,7 +82,13 @@ def _exit_reason(code: int | None, limits: Limits) -> str:
     return f"the kernel exited with status {code} (sys.exit, os._exit or a crash)"
 
 
-class SandboxedExecute(Execute):
+def _no_kernel_reason(err: BaseException) -> str:
+    """Why a notebook has no evidence when its kernel did not start or run at all."""
+    return (f"the notebook's kernel could not start or run in your folder ({type(err).__name__}: "
+            f"{str(err)[:200]}); check that no file you handed in has the name of a Python module")
+
+
+class SandboxedExecute(NotesTimeouts, Execute):
     """Run the notebook in a sandbox and collect evidence for the hidden checks."""
 
     sandbox = Bool(True, help="Run each kernel under bubblewrap. Turn off only for trusted notebooks.").tag(
@@ -84,7 +105,6 @@ class SandboxedExecute(Execute):
                                            "plots). They cannot change any grade.").tag(config=True)
 
     _warned = False
-    _timed_out = False
     _last_graded = -1
 
     @property
@@ -98,16 +118,24 @@ class SandboxedExecute(Execute):
         for index in hidden:
             nb.cells[index].source = ""
         self._last_graded = -1 if self.run_after_last_test else max(hidden, default=-1)
-        record: dict[str, Any] = {"problems": {}, "evidence": None, "reason": None}
+        record = RunRecord()
         try:
             self._grade_run(nb, resources, record)
         finally:
             for index, source in hidden.items():
                 nb.cells[index].source = source
-        resources["unet_grading"] = record
+        resources[RESOURCE_KEY] = record
         return nb, resources
 
-    # -- running ---------------------------------------------------------------
+    def _grade_run(self, nb: NotebookNode, resources: dict, record: RunRecord) -> None:
+        """Run the notebook; if the kernel broke before the evidence came back, replay what came before."""
+        notebook_dir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
+        broke_at = self._run_once(nb, resources, notebook_dir, record)
+        if record.evidence is None and broke_at is not None:
+            self.log.warning("Kernel broke in cell %d; replaying the cells before it to collect evidence", broke_at)
+            self._run_once(_cells_before(nb, broke_at), resources, notebook_dir, record)
+
+    # -- one run in one kernel --------------------------------------------------
 
     def _kernel_manager(self, notebook_dir: Path) -> SandboxedKernelManager | None:
         if not self.sandbox:
@@ -123,95 +151,77 @@ class SandboxedExecute(Execute):
         km.prepare(notebook_dir)
         return km
 
-    def _grade_run(self, nb: NotebookNode, resources: dict, record: dict) -> None:
-        notebook_dir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
-        broke_at = self._run(nb, resources, notebook_dir, record)
-        if record["evidence"] is None and broke_at is not None:
-            # Grade what the cells before the breaking one defined, in a fresh kernel.
-            replay = NotebookNode(nb)
-            replay.cells = [NotebookNode(cell) for cell in nb.cells[:broke_at]]
-            for cell in replay.cells:
-                if cell.cell_type == "code":
-                    cell.outputs = []
-            self.log.warning("Kernel broke in cell %d; replaying the cells before it to collect evidence", broke_at)
-            self._run(replay, resources, notebook_dir, record)
-
-    def _run(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: dict) -> int | None:
-        """Execute ``nb`` then probe; return the index of the cell that broke the kernel, if any."""
+    def _run_once(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: RunRecord) -> int | None:
+        """Execute ``nb`` in a fresh kernel, then probe; return the cell that broke the kernel, if any."""
         km = self._kernel_manager(notebook_dir)
-        NotebookClient.__init__(self, nb, km)
-        self.reset_execution_trackers()
-        self._check_assign_resources(resources)
+        begin_notebook(self, nb, km, resources)
         self._chars: dict[int, int] = {}
-        cell_timeout = self.timeout
-        deadline = monotonic() + self.notebook_timeout
-        broke_at: int | None = None
-        died = skipped = False
+        cell_timeout, broke_at = self.timeout, None
+        started = perf_counter()
         try:
             with self.setup_kernel(cwd=str(notebook_dir)):
-                for index, cell in enumerate(nb.cells):
-                    if cell.cell_type != "code" or not cell.source.strip():
-                        continue
-                    if 0 <= self._last_graded < index:
-                        # Training and plots come after the last test: grading skips them,
-                        # which more than halves the time per submission.
-                        cell.outputs = [] if skipped else [NotebookNode(
-                            output_type="stream", name="stdout", text=NOT_RUN_NOTE)]
-                        skipped = True
-                        continue
-                    remaining = deadline - monotonic()
-                    if remaining < 1:
-                        message = f"Not run: the notebook used up its {self.notebook_timeout} s time limit."
-                        cell.outputs = [error_output("NotebookTimeLimit", message)]
-                        record["problems"].setdefault(index, message)
-                        continue
-                    self.timeout = max(1, int(min(cell_timeout or remaining, remaining)))
-                    self._timed_out = False
-                    try:
-                        self.execute_cell(cell, index, store_history=True)
-                    except (DeadKernelError, RuntimeError, TimeoutError):
-                        reason = _exit_reason(self._exit_code(), self.limits)
-                        message = f"This cell stopped the kernel: {reason}. Cells after it were not run."
-                        cell.outputs.append(error_output("DeadKernelError", message))
-                        record["problems"][index] = message
-                        broke_at, died = index, True
-                        break
-                    problem = self._cell_problem(cell)
-                    if problem:
-                        record["problems"].setdefault(index, problem)
-                    if self._timed_out and broke_at is None:
-                        broke_at = index
-                ran = monotonic()
-                self.log.info("Notebook ran in %.1f s", ran - deadline + self.notebook_timeout)
+                record.add("sandbox start", perf_counter() - started)
+                with record.timing("run"):
+                    broke_at, died = self._run_cells(nb, record, cell_timeout)
                 if not died:
-                    self._probe(nb, record)
-                    self.log.info("Evidence collected in %.1f s", monotonic() - ran)
+                    with record.timing("evidence"):
+                        self._collect_evidence(nb, record)
         except (RuntimeError, TimeoutError, OSError) as err:
-            # The kernel did not start, e.g. because a file in the student's folder
-            # broke Python's start-up: a recorded 0 with the reason, not a lost grade.
+            # E.g. a file in the student's folder broke Python's start-up: a recorded 0 with the reason.
             self.log.error("Kernel failed in %s: %s", notebook_dir, err)
-            record["reason"] = (f"the notebook's kernel could not start or run in your folder ({type(err).__name__}: "
-                                f"{str(err)[:200]}); check that no file you handed in has the name of a Python "
-                                "module")
+            record.reason = _no_kernel_reason(err)
         finally:
             self.timeout = cell_timeout
-            if km is not None:
-                try:
-                    run_sync(km.shutdown_kernel)(now=True)
-                finally:
-                    km.cleanup_scratch()
-        return broke_at if record["evidence"] is None else None
+            self._release(km)
+        return broke_at if record.evidence is None else None
 
-    def _exit_code(self) -> int | None:
-        process = getattr(getattr(self.km, "provisioner", None), "process", None)
-        return None if process is None else process.poll()
+    def _run_cells(self, nb: NotebookNode, record: RunRecord, cell_timeout: int | None) -> tuple[int | None, bool]:
+        """Run the code cells in order: (the cell that broke the kernel or timed out, whether the kernel died)."""
+        deadline = monotonic() + self.notebook_timeout
+        broke_at, skipping = None, False
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if 0 <= self._last_graded < index:
+                # Training and plots come after the last test: grading skips them,
+                # which more than halves the time per submission.
+                cell.outputs = [] if skipping else [NotebookNode(output_type="stream", name="stdout",
+                                                                 text=NOT_RUN_NOTE)]
+                skipping = True
+                continue
+            ended = self._run_cell(cell, index, deadline, cell_timeout, record)
+            if ended is CellRun.KERNEL_DIED:
+                return index, True
+            if ended is CellRun.TIMED_OUT and broke_at is None:
+                broke_at = index
+        return broke_at, False
 
-    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None) -> Any:
-        self._timed_out = True
-        return await super()._async_handle_timeout(timeout, cell)
+    def _run_cell(self, cell: NotebookNode, index: int, deadline: float, cell_timeout: int | None,
+                  record: RunRecord) -> CellRun:
+        """Run one cell within what is left of the notebook's time; record what went wrong in it."""
+        remaining = deadline - monotonic()
+        if remaining < 1:
+            message = f"Not run: the notebook used up its {self.notebook_timeout} s time limit."
+            cell.outputs = [error_output("NotebookTimeLimit", message)]
+            record.note(index, message)
+            return CellRun.FINISHED
+        self.timeout = max(1, int(min(cell_timeout or remaining, remaining)))
+        self.timed_out = False
+        try:
+            self.execute_cell(cell, index, store_history=True)
+        except KERNEL_GONE:
+            reason = _exit_reason(kernel_exit_code(self.km), self.limits)
+            message = f"This cell stopped the kernel: {reason}. Cells after it were not run."
+            cell.outputs.append(error_output("DeadKernelError", message))
+            record.problems[index] = message
+            return CellRun.KERNEL_DIED
+        problem = self._cell_problem(cell)
+        if problem:
+            record.note(index, problem)
+        return CellRun.TIMED_OUT if self.timed_out else CellRun.FINISHED
 
     def _cell_problem(self, cell: NotebookNode) -> str | None:
-        if self._timed_out:
+        if self.timed_out:
             # The interrupt shows up as a KeyboardInterrupt; say what really happened.
             message = f"This cell did not finish within {self.timeout} s and was interrupted."
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
@@ -222,54 +232,43 @@ class SandboxedExecute(Execute):
                 return f"{output.get('ename')}: {str(output.get('evalue', '')).strip()[:300]}"
         return None
 
-    def _probe(self, nb: NotebookNode, record: dict) -> None:
+    # -- evidence ----------------------------------------------------------------
+
+    def _collect_evidence(self, nb: NotebookNode, record: RunRecord) -> None:
+        """Run the probe after the notebook's last cell and keep the evidence it sends, or why none came."""
         request = probe_request(self.seconds_per_call)
-        source = Path(probe.__file__).read_text()
-        code = (
-            "def __unet_grader_probe(source, request):\n"
-            "    namespace = {'__name__': 'unet_grader_probe'}\n"
-            "    exec(compile(source, '<grader probe>', 'exec'), namespace)\n"
-            "    namespace['publish'](__import__('IPython').get_ipython().user_ns, request)\n"
-            f"__unet_grader_probe({source!r}, __import__('json').loads({json.dumps(request)!r}))\n"
-            "del __unet_grader_probe\n"
-        )
-        cell = new_code_cell(code)
+        cell = new_code_cell(probe_cell_source(request))
         self.timeout = self.probe_timeout
+        self.timed_out = False
         # nbclient stores the executed cell back into the notebook by index, so
         # the probe cell sits at the end while it runs.
         nb.cells.append(cell)
-        self._timed_out = False
         died = None
         try:
             self.execute_cell(cell, len(nb.cells) - 1, store_history=False)
-        except (DeadKernelError, RuntimeError, TimeoutError):
-            died = _exit_reason(self._exit_code(), self.limits)
+        except KERNEL_GONE:
+            died = _exit_reason(kernel_exit_code(self.km), self.limits)
         finally:
             nb.cells.pop()
-        parts = [
-            data for output in cell.outputs
-            if output.get("output_type") == "display_data"
-            and isinstance(data := output.get("data", {}).get(probe.MIME), dict)
-            and data.get("nonce") == request["nonce"]
-        ]
+        parts = evidence_parts(cell.outputs, request["nonce"])
         if died:
             reason = f"{died} while your functions were tested"
-        elif self._timed_out:
+        elif self.timed_out:
             reason = f"testing your functions took longer than {self.probe_timeout} s"
         else:
             reason = "your functions could not be tested (the kernel returned no result)"
         if not parts:
-            record["reason"] = reason
+            record.reason = reason
             return
         evidence = probe.merge(parts)
         if not evidence["complete"]:
             evidence["incomplete"] = reason
-        record["evidence"], record["reason"] = evidence, None
+        record.evidence, record.reason = evidence, None
 
     # -- output cap --------------------------------------------------------------
 
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> NotebookNode | None:
-        if probe.MIME in msg.get("content", {}).get("data", {}):
+        if is_evidence_message(msg):
             return super().output(outs, msg, display_id, cell_index)
         size = len(json.dumps(msg.get("content", {}), default=str))
         used = self._chars.get(cell_index, 0)
@@ -281,6 +280,23 @@ class SandboxedExecute(Execute):
                                 text=f"\n[output cut: this cell printed more than {self.output_limit} characters]\n")
             outs.append(note)
         return None
+
+    def _release(self, km: SandboxedKernelManager | None) -> None:
+        if km is not None:
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            finally:
+                km.cleanup_scratch()
+
+
+def _cells_before(nb: NotebookNode, index: int) -> NotebookNode:
+    """A copy of ``nb`` with only the cells before ``index``, their outputs cleared, to run again."""
+    replay = NotebookNode(nb)
+    replay.cells = [NotebookNode(cell) for cell in nb.cells[:index]]
+    for cell in replay.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    return replay
 
 
 def _find_data(notebook_dir: Path) -> Path | None:

@@ -25,6 +25,8 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Instance
 
+from grader.engine.private_api.jupyter_client_api import LaunchLogsTo
+
 # What the kernel finds inside the sandbox.
 WORK = "/sandbox/work"
 DATA = "/sandbox/data"
@@ -139,11 +141,13 @@ def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: L
     return args + ["--"]
 
 
-class SandboxedKernelManager(AsyncKernelManager):
+class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
     """A kernel manager whose kernel runs under ``bwrap_command``.
 
     It owns a scratch folder: the copy of the student's folder that the kernel
-    may change, and the sockets.  ``cleanup_scratch`` removes it.
+    may change, and the sockets.  ``cleanup_scratch`` removes it.  The
+    kernel's own output (ipykernel's banner, crash messages) goes to
+    ``kernel_log``, not into nbgrader's log.
     """
 
     scratch = Instance(Path, allow_none=True)
@@ -168,12 +172,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         """Where the kernel process's own stdout and stderr go (not the notebook's output)."""
         assert self.scratch is not None
         return self.scratch / "kernel.log"
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        # Keep ipykernel's banner and crash messages out of nbgrader's log.
-        with open(self.kernel_log, "ab") as log:
-            kw.update(stdout=log, stderr=log)
-            await super()._async_launch_kernel(kernel_cmd, **kw)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         assert self.scratch is not None, "call prepare() before starting the kernel"

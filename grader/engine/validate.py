@@ -9,7 +9,8 @@ that did not run, saying which cell stopped the kernel and why; the
 validator then reports those cells as failed like any other.
 
 The validator's list of steps is not configurable, so ``install`` puts this
-step in place of nbgrader's; ``nbgrader_config.py`` calls it.
+step in place of nbgrader's (``private_api.nbgrader_api``);
+``nbgrader_config.py`` calls it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
 from traitlets import Integer
+
+from grader.engine.private_api.nbgrader_api import replace_validator_step
 
 
 def _error(ename: str, message: str) -> NotebookNode:
@@ -73,8 +76,4 @@ class ValidateExecute(Execute):
 
 def install() -> None:
     """Make nbgrader's ``Validator`` run notebooks with ``ValidateExecute``."""
-    from nbgrader.validator import Validator
-
-    # traitlets keeps a List's default in default_args (checked with traitlets 5.16).
-    steps = Validator.preprocessors.default_args[0]
-    steps[:] = [ValidateExecute if step is Execute else step for step in steps]
+    replace_validator_step(Execute, ValidateExecute)

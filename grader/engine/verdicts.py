@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import symtable
+from dataclasses import dataclass
 
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
@@ -22,6 +23,7 @@ from nbgrader.utils import is_grade, is_solution
 
 from grader.engine.checks import CHECKS, CheckFailed, Evidence, check_function, judge
 from grader.engine.intake import notes
+from grader.engine.record import RunRecord, finished, record_of
 
 PASSED = "Passed"
 
@@ -79,15 +81,45 @@ def defined_functions(source: str) -> list[str]:
     return [] if tree is None else [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
 
 
-def verdicts(nb: NotebookNode, record: dict) -> dict[str, tuple[bool, str]]:
+@dataclass(frozen=True)
+class StudentCode:
+    """What the student's own cells show about each graded function: the globals it reads, where it is written."""
+
+    reads: dict[str, list[str]]
+    solutions: dict[str, tuple[int, NotebookNode]]
+    notes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, nb: NotebookNode) -> StudentCode:
+        sources = [c.source for c in nb.cells if c.cell_type == "code" and not is_grade(c)]
+        # Each function is read once, though two hidden cells test it.
+        functions = {check.function for check in CHECKS.values()}
+        return cls(
+            reads={function: globals_used(function, sources) for function in sorted(functions)},
+            solutions={c.metadata.nbgrader["grade_id"]: (i, c) for i, c in enumerate(nb.cells)
+                       if c.cell_type == "code" and is_solution(c)},
+            notes=tuple(notes(nb)),
+        )
+
+    def when_it_ran(self, function: str, record: RunRecord) -> str:
+        """What went wrong when the function's own cell ran, as a note for its messages."""
+        cell = self.solutions.get(function)
+        if cell is None or cell[0] not in record.problems:
+            return ""
+        return f" (When your {function} cell ran: {record.problems[cell[0]]})"
+
+    def renamed(self, function: str) -> str:
+        """A note naming the functions its cell defines instead, when the grader cannot find it."""
+        cell = self.solutions.get(function)
+        others = [] if cell is None else [n for n in defined_functions(cell[1].source) if n != function]
+        return f" Your {function} cell defines {', '.join(others)} instead: the name must stay {function}." \
+            if others else ""
+
+
+def verdicts(nb: NotebookNode, record: RunRecord) -> dict[str, tuple[bool, str]]:
     """``grade_id -> (passed, message)`` for every hidden test cell of ``nb``."""
-    student_sources = [c.source for c in nb.cells if c.cell_type == "code" and not is_grade(c)]
-    # Each function is read once, though two hidden cells test it.
-    reads = {check.function: globals_used(check.function, student_sources) for check in CHECKS.values()}
-    solution_cell = {c.metadata.nbgrader["grade_id"]: (i, c) for i, c in enumerate(nb.cells)
-                     if c.cell_type == "code" and is_solution(c)}
-    problems = {int(k): v for k, v in record.get("problems", {}).items()}
-    evidence = Evidence(record["evidence"]) if record.get("evidence") is not None else None
+    code = StudentCode.of(nb)
+    evidence = Evidence(record.evidence) if record.evidence is not None else None
     results: dict[str, tuple[bool, str]] = {}
     for cell in nb.cells:
         if cell.cell_type != "code" or not is_grade(cell):
@@ -97,30 +129,26 @@ def verdicts(nb: NotebookNode, record: dict) -> dict[str, tuple[bool, str]]:
         if check is None:
             results[grade_id] = (False, f"The grader has no check for the cell '{grade_id}'; ask your instructor.")
             continue
-        passed, message = _one(check.function, grade_id, evidence, record, reads[check.function],
-                               solution_cell.get(check.function), problems)
-        if not passed and notes(nb):
-            message += " Note: " + " ".join(notes(nb))
+        passed, message = _verdict(check.function, grade_id, evidence, record, code)
+        if not passed and code.notes:
+            message += " Note: " + " ".join(code.notes)
         results[grade_id] = (passed, message)
     return results
 
 
-def _one(function: str, grade_id: str, evidence: Evidence | None, record: dict, used: list[str],
-         solution: tuple[int, NotebookNode] | None, problems: dict[int, str]) -> tuple[bool, str]:
-    note = ""
-    if solution is not None and solution[0] in problems:
-        note = f" (When your {function} cell ran: {problems[solution[0]]})"
+def _verdict(function: str, grade_id: str, evidence: Evidence | None, record: RunRecord,
+             code: StudentCode) -> tuple[bool, str]:
+    note = code.when_it_ran(function, record)
     if evidence is None:
-        return False, f"{function} could not be graded: {record.get('reason') or 'no result'}.{note}"
-    if not evidence.function(function).get("defined") and solution is not None:
-        others = [n for n in defined_functions(solution[1].source) if n != function]
-        if others:
-            note += f" Your {function} cell defines {', '.join(others)} instead: the name must stay {function}."
+        return False, f"{function} could not be graded: {record.reason or 'no result'}.{note}"
+    if not evidence.function(function).get("defined"):
+        note += code.renamed(function)
     try:
         # Name and signature first: a renamed parameter also shows up as a global below.
         check_function(function, evidence.function(function))
     except CheckFailed as err:
         return False, f"{err}{note}"
+    used = code.reads[function]
     if used:
         names = ", ".join(f"'{n}'" for n in used)
         return False, (f"{function} uses the global variable{'s' if len(used) > 1 else ''} {names}, defined "
@@ -132,19 +160,22 @@ def _one(function: str, grade_id: str, evidence: Evidence | None, record: dict, 
         return False, f"{err}{note}"
 
 
+def _output(passed: bool, message: str) -> NotebookNode:
+    if passed:
+        return NotebookNode(output_type="stream", name="stdout", text=f"{PASSED}: {message}\n")
+    return NotebookNode(output_type="error", ename="CheckFailed", evalue=message,
+                        traceback=[f"Check failed: {message}"])
+
+
 class ApplyVerdicts(NbGraderPreprocessor):
     """Write each hidden test cell's verdict as its only output."""
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        record = resources.get("unet_grading") or {"reason": "the notebook was not executed"}
-        results = verdicts(nb, record)
+        record = record_of(resources)
+        with record.timing("checks"):
+            results = verdicts(nb, record)
         for cell in nb.cells:
-            if cell.cell_type != "code" or not is_grade(cell):
-                continue
-            passed, message = results[cell.metadata.nbgrader["grade_id"]]
-            cell.outputs = [
-                NotebookNode(output_type="stream", name="stdout", text=f"{PASSED}: {message}\n") if passed
-                else NotebookNode(output_type="error", ename="CheckFailed", evalue=message,
-                                  traceback=[f"Check failed: {message}"])
-            ]
+            if cell.cell_type == "code" and is_grade(cell):
+                cell.outputs = [_output(*results[cell.metadata.nbgrader["grade_id"]])]
+        finished(resources, record, results)
         return nb, resources

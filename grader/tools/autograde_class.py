@@ -21,144 +21,51 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from grader.course import ASSIGNMENT, ROOT
+from grader.course import ASSIGNMENT, ROOT, gradebook_url, make_alembic_findable, step_folder
+from grader.engine.grading import CourseSetup, GradingResult, grade_submission
 
-SQLITE_BUSY_MS = 60_000
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What every worker needs to grade like ``nbgrader autograde`` run in ``ROOT``."""
-
-    course_root: str
-    db_url: str
-    assignment: str = ASSIGNMENT
-    force: bool = True
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One submission's grading: whether nbgrader finished it, and its warnings or error."""
-
-    student: str
-    ok: bool
-    seconds: float
-    messages: tuple[str, ...] = ()
-
-
-def default_db_url(course_root: Path) -> str:
-    """The gradebook ``nbgrader`` uses by default: ``gradebook.db`` in the course folder."""
-    return f"sqlite:///{course_root / 'gradebook.db'}"
+# What a worker's task returns: the engine's own result for one submission.
+Outcome = GradingResult
 
 
 def submitted_students(course_root: Path, assignment: str = ASSIGNMENT, pattern: str = "*") -> list[str]:
     """Ids of the students with a submission of ``assignment``, sorted; ``pattern`` as nbgrader's ``--student``."""
-    submitted = course_root / "submitted"
+    submitted = step_folder(course_root, "submitted")
     return sorted(p.parent.name for p in submitted.glob(f"*/{assignment}")
                   if p.is_dir() and fnmatch.fnmatchcase(p.parent.name, pattern))
 
 
-def _wait_for_sqlite_writes() -> None:
-    """Make this process's SQLite connections wait up to a minute for the write lock.
-
-    Python's sqlite3 waits 5 s and then fails with "database is locked"; with
-    several workers, and a gradebook on a slow or network disk, a write can
-    queue longer than that.  Only SQLite connections are touched.
-    """
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    if getattr(_wait_for_sqlite_writes, "done", False):
-        return
-
-    @event.listens_for(Engine, "connect")
-    def _connect(dbapi_connection, _record):
-        if type(dbapi_connection).__module__.startswith("sqlite3"):
-            dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
-
-    _wait_for_sqlite_writes.done = True
+def grade_one(setup: CourseSetup, student: str) -> GradingResult:
+    """A worker's task: the engine's ``grade_submission``."""
+    return grade_submission(setup, student)
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+def _failed(student: str, assignment: str, why: str) -> GradingResult:
+    return GradingResult(student=student, assignment=assignment, ok=False, failure=why)
 
 
-_APPS: dict[Setup, object] = {}
-
-
-def _app(setup: Setup):
-    """This process's nbgrader autograde application for ``setup``, made once.
-
-    It is the process's Application instance, so the grader's preprocessors
-    find the course folder exactly as they do under the ``nbgrader`` command.
-    """
-    if setup not in _APPS:
-        from nbgrader.apps import AutogradeApp
-
-        os.chdir(ROOT)  # nbgrader reads nbgrader_config.py from the working directory
-        _wait_for_sqlite_writes()
-        app = AutogradeApp.instance()
-        app.initialize([f"--CourseDirectory.root={setup.course_root}",
-                        f"--CourseDirectory.db_url={setup.db_url}", "--log-level=ERROR"])
-        # The class summary is drawn once at the end, not after every submission
-        # (where workers would race to write it).
-        app.config.Autograde.post_convert_hook = None
-        _APPS[setup] = app
-    return _APPS[setup]
-
-
-def grade_one(setup: Setup, student: str) -> Outcome:
-    """Autograde ``student``'s submission in this process (a worker's task)."""
-    from nbgrader.converters import Autograde
-
-    app = _app(setup)
-    collect = _Collect()
-    app.log.addHandler(collect)
-    started = time.perf_counter()
-    try:
-        app.coursedir.assignment_id = setup.assignment
-        app.coursedir.student_id = student
-        converter = Autograde(coursedir=app.coursedir, parent=app)
-        converter.force = setup.force
-        converter.start()
-        ok = True
-    except Exception as error:  # noqa: BLE001 - reported per submission; the class carries on
-        collect.lines.append(f"{type(error).__name__}: {error}")
-        ok = False
-    finally:
-        app.log.removeHandler(collect)
-    return Outcome(student, ok, time.perf_counter() - started, tuple(collect.lines))
-
-
-def _sequential(setup: Setup, students: list[str]) -> Iterator[Outcome]:
+def _sequential(setup: CourseSetup, students: list[str]) -> Iterator[Outcome]:
     for student in students:
         yield grade_one(setup, student)
 
 
-def _result(future, student: str) -> Outcome:
+def _result(future, student: str, assignment: str = ASSIGNMENT) -> Outcome:
     """A worker's outcome; a worker that died (or a lost connection) is a failed outcome, not a crash."""
     try:
         return future.result()
     except Exception as error:  # noqa: BLE001 - one lost worker must not end the class
-        return Outcome(student, False, 0.0, (f"the grading worker failed: {type(error).__name__}: {error}",))
+        return _failed(student, assignment, f"the grading worker failed: {type(error).__name__}: {error}")
 
 
-def _local_pool(setup: Setup, students: list[str], workers: int) -> Iterator[Outcome]:
+def _local_pool(setup: CourseSetup, students: list[str], workers: int) -> Iterator[Outcome]:
     # spawn, not fork: each worker starts clean rather than inheriting TensorFlow's threads.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(grade_one, setup, s): s for s in students}
@@ -166,7 +73,7 @@ def _local_pool(setup: Setup, students: list[str], workers: int) -> Iterator[Out
             yield _result(future, futures[future])
 
 
-def _dask(setup: Setup, students: list[str], address: str) -> Iterator[Outcome]:
+def _dask(setup: CourseSetup, students: list[str], address: str) -> Iterator[Outcome]:
     from distributed import Client, LocalCluster
     from distributed import as_completed as dask_completed
 
@@ -189,7 +96,7 @@ def _dask(setup: Setup, students: list[str], address: str) -> Iterator[Outcome]:
             cluster.close()
 
 
-def check_ready(setup: Setup) -> None:
+def check_ready(setup: CourseSetup) -> None:
     """Stop with a clear message when the gradebook does not know the assignment yet.
 
     Workers would otherwise race to create it.
@@ -201,8 +108,7 @@ def check_ready(setup: Setup) -> None:
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise SystemExit(f"There is no gradebook at {url.database}. Run "
                          f"`nbgrader generate_assignment {setup.assignment}` first.")
-    # nbgrader runs `alembic` by name when it sets up an empty database.
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    make_alembic_findable()
     with Gradebook(setup.db_url) as gb:
         try:
             gb.find_assignment(setup.assignment)
@@ -211,7 +117,7 @@ def check_ready(setup: Setup) -> None:
                              f"`nbgrader generate_assignment {setup.assignment}` with this --db first.") from None
 
 
-def autograde_class(setup: Setup, students: list[str], workers: int = 1, dask: str | None = None,
+def autograde_class(setup: CourseSetup, students: list[str], workers: int = 1, dask: str | None = None,
                     on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Grade ``students`` with ``workers`` local processes, or on the Dask scheduler ``dask``.
 
@@ -247,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     course = args.course.resolve()
-    setup = Setup(str(course), args.db or default_db_url(course), args.assignment, args.force)
+    setup = CourseSetup(str(course), args.db or gradebook_url(course), args.assignment, args.force)
     students = submitted_students(course, args.assignment, args.student)
     if not students:
-        raise SystemExit(f"No submissions of {args.assignment} under {course / 'submitted'} match '{args.student}'.")
+        raise SystemExit(f"No submissions of {args.assignment} under {step_folder(course, 'submitted')} "
+                         f"match '{args.student}'.")
     where = f"Dask {args.dask}" if args.dask else f"{args.workers} worker process(es)"
     print(f"Autograding {len(students)} submissions of {args.assignment} with {where}.", flush=True)
 
@@ -259,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(outcome: Outcome) -> None:
         status = "ok" if outcome.ok else "FAILED"
         print(f"  {outcome.student}: {status} ({outcome.seconds:.1f} s)", flush=True)
-        for line in outcome.messages if not outcome.ok else ():
+        for line in () if outcome.ok else (outcome.failure, *outcome.warnings):
             print(f"    {line}", flush=True)
 
     outcomes = autograde_class(setup, students, args.workers, args.dask, report)
@@ -269,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({elapsed / len(outcomes):.1f} s per submission).")
     from grader.tools import grades as summary
 
-    print(summary.render(setup.db_url, course / "autograded", course / "reports"))
+    print(summary.render(setup.db_url, step_folder(course, "autograded"), course / "reports"))
     if failed:
         print("Not graded (see above): " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0

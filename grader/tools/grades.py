@@ -32,6 +32,7 @@ from grader.course import (  # noqa: E402
     active_coursedir,
     exercises,
     nbgrader_meta,
+    step_folder,
 )
 
 
@@ -158,7 +159,7 @@ def after_autograde(assignment: str, student: str, notebooks: list[str]) -> None
     """
     coursedir = active_coursedir()
     root = Path(coursedir.root)
-    render(coursedir.db_url, root / coursedir.autograded_directory, root / "reports")
+    render(coursedir.db_url, step_folder(root, "autograded"), root / "reports")
 
 
 if __name__ == "__main__":
