@@ -35,6 +35,7 @@ test: lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 figures: $(STAMP)
 	$(BIN)/python notebooks/make_figures.py

@@ -28,7 +28,11 @@ class CaseTimeout(Exception):
 
 
 def ref(tensor: Any) -> str:
-    """A name for a Keras tensor that survives saving the model to JSON and back."""
+    """A name for a Keras tensor that survives saving the model to JSON and back.
+
+    ``_keras_history`` is Keras' own record of which layer made a tensor (not
+    public API; see ``test_utils.KERAS_CHECKED_WITH`` for the version checked).
+    """
     history = getattr(tensor, "_keras_history", None)
     if history is None:
         return f"<not a Keras tensor: {type(tensor).__name__}>"

@@ -20,7 +20,7 @@ import textwrap
 from typing import Any
 
 import probe
-from test_utils import activation_name, comparator, initializer_name, summary, tf
+from test_utils import activation_name, comparator, initializer_name, inputs_of, producer, summary, tf
 
 layers = tf.keras.layers
 
@@ -77,17 +77,6 @@ def check_function(name: str, info: dict) -> None:
 
 # -- reading a Keras graph ----------------------------------------------------
 
-def producer(tensor) -> Any:
-    """The layer (or Keras operation) whose call returned ``tensor``."""
-    return tensor._keras_history.operation
-
-
-def inputs_of(tensor) -> list:
-    """The tensors that were passed to the layer that made ``tensor``."""
-    history = tensor._keras_history
-    return list(history.operation._inbound_nodes[history.node_index].input_tensors)
-
-
 def is_concatenation(operation) -> bool:
     """A ``Concatenate`` layer (``concatenate``, ``Concatenate()``) or the ``keras.ops.concatenate`` operation."""
     return isinstance(operation, layers.Concatenate) or type(operation).__name__ == "Concatenate"
@@ -138,7 +127,8 @@ def conv_block_rows(h, w, c, f, dropout, pooling) -> list:
 def judge_conv_block(model: tf.keras.Model, input_shape, n_filters, dropout, pooling, context: str) -> None:
     """A model from an input to ``[next_layer, skip_connection]`` of ``conv_block`` called with these arguments."""
     next_layer, skip = model.outputs
-    expected = [input_row(input_shape), *conv_block_rows(*input_shape, n_filters, dropout, pooling)]
+    h, w, c = input_shape
+    expected = [input_row(input_shape), *conv_block_rows(h, w, c, n_filters, dropout, pooling)]
     compare_rows(summary(model), expected, context)
     last = "Dropout" if dropout > 0 else "Conv2D"
     expect(
@@ -316,6 +306,11 @@ def judge_unet_decoder(model: tf.keras.Model, calls: dict, input_size, n_filters
             f"got {_which(call['contractive'], skips, 'the skip connection of block')}.",
         )
         expansive = call["out"]
+    _judge_unet_head(model, up[-1]["out"], input_size, n_filters, n_classes, context)
+
+
+def _judge_unet_head(model: tf.keras.Model, decoder_out: str, input_size, n_filters, n_classes, context: str) -> None:
+    """The 3x3 and 1x1 convolutions after the last decoder block, and the output's shape."""
     out = model.outputs[0]
     last, before = producer(out), producer(inputs_of(out)[0])
     expect(
@@ -337,7 +332,7 @@ def judge_unet_decoder(model: tf.keras.Model, calls: dict, input_size, n_filters
         "padding='same' and he_normal initializer.",
     )
     expect(
-        probe.ref(inputs_of(inputs_of(out)[0])[0]) == up[-1]["out"],
+        probe.ref(inputs_of(inputs_of(out)[0])[0]) == decoder_out,
         f"{context}: the 3x3 Conv2D must be applied to the output of the last upsampling_block.",
     )
     expect(

@@ -12,7 +12,7 @@ import difflib
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 def _import_tensorflow_quietly():
@@ -34,7 +34,28 @@ def _import_tensorflow_quietly():
     return tensorflow
 
 
-tf = _import_tensorflow_quietly()
+if TYPE_CHECKING:
+    import tensorflow as tf
+else:
+    tf = _import_tensorflow_quietly()
+
+# -- Keras internals ------------------------------------------------------------
+# Which layer made a tensor, and from which tensors, is not public Keras API:
+# these two functions are the only place the checks read it (probe.py has its
+# own copy of the first, as it must run on its own).  Checked with Keras:
+KERAS_CHECKED_WITH = {"keras": "3.15.1"}
+
+
+def producer(tensor: Any) -> Any:
+    """The layer (or Keras operation) whose call returned ``tensor``."""
+    return tensor._keras_history.operation
+
+
+def inputs_of(tensor: Any) -> list:
+    """The tensors that were passed to the layer that made ``tensor``."""
+    history = tensor._keras_history
+    return list(history.operation._inbound_nodes[history.node_index].input_tensors)
+
 
 # Extra fields that ``summary`` adds after [type, shape, params], per layer type.
 EXTRA_FIELDS: dict[str, tuple[str, ...]] = {

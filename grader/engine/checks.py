@@ -177,7 +177,7 @@ UPSAMPLING_CASES = [
 ]
 
 
-def _upsampling(case: Case) -> tuple:
+def _upsampling(case: Case) -> tuple[list, list, int]:
     a = case.args
     return a["expansive"], a["contractive"], a["n_filters"]
 

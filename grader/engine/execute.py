@@ -156,7 +156,8 @@ class SandboxedExecute(NotesTimeouts, Execute):
         km = self._kernel_manager(notebook_dir)
         begin_notebook(self, nb, km, resources)
         self._chars: dict[int, int] = {}
-        cell_timeout, broke_at = self.timeout, None
+        cell_timeout: int | None = self.timeout  # type: ignore[has-type]  # a traitlets Integer
+        broke_at: int | None = None
         started = perf_counter()
         try:
             with self.setup_kernel(cwd=str(notebook_dir)):

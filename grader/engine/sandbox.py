@@ -165,6 +165,7 @@ class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
         self.connection_file = str(self.scratch / "ipc" / "connection.json")
         # A signal to the process group cannot reach into the sandbox's own
         # session reliably; ipykernel interrupts itself on an interrupt_request.
+        assert self.kernel_spec is not None, f"no kernel spec named {self.kernel_name!r}"
         self.kernel_spec.interrupt_mode = "message"
 
     @property

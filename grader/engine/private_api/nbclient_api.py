@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 CHECKED_WITH = {"nbclient": "0.11.0", "nbconvert": "7.17.2"}
 
 
-def begin_notebook(client: NotebookClient, nb: Any, km: Any, resources: dict) -> None:
+def begin_notebook(client: Any, nb: Any, km: Any, resources: dict) -> None:
     """Point ``client`` at ``nb`` and ``km`` as ``ExecutePreprocessor.preprocess`` does before running cells."""
     NotebookClient.__init__(client, nb, km)
     client.reset_execution_trackers()
