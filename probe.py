@@ -13,8 +13,12 @@ the course folder) and imported normally by the grader and the tests.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import linecache
+import re
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,11 +70,77 @@ def spelled(value: Any) -> str:
     return repr(value)[:80]
 
 
+# Keras names the layers it makes conv2d, conv2d_1, ...: in a message those names mean nothing
+# to a student, who wrote Conv2D(...).  Longest prefixes first.
+_LAYER_NAMES = [("conv2d_transpose", "Conv2DTranspose"), ("conv2d", "Conv2D"), ("max_pooling2d", "MaxPooling2D"),
+                ("up_sampling2d", "UpSampling2D"), ("input_layer", "InputLayer"), ("concatenate", "Concatenate"),
+                ("dropout", "Dropout")]
+_NAMES = "|".join(n for n, _ in _LAYER_NAMES)
+# A generated name is quoted ("conv2d") or numbered (conv2d_34); the plain word "dropout" is not one.
+_GENERATED_NAME = re.compile(rf"([\"'])({_NAMES})(?:_\d+)?\1|\b({_NAMES})_\d+\b")
+
+
+def _concatenate_shapes(message: str) -> str:
+    sizes = [f"{h}x{w}" for h, w in re.findall(r"\(None, (\d+), (\d+), \d+\)", message)]
+    joined = " and ".join(sizes) if sizes else "different sizes"
+    return (f"concatenate joins tensors of the same height and width, but these are {joined}: "
+            "does the transposed convolution double height and width (strides=2), and is the right skip "
+            "connection passed?")
+
+
+# Errors Keras or Python raise for common mistakes, and what they mean to a student; the
+# explanation replaces Keras' own text, which speaks of its internals.
+_EXPLANATIONS: list[tuple[re.Pattern, Callable[[str], str]]] = [
+    (re.compile(r"expects 1 input\(s\), but it received 2"),
+     lambda _: "two tensors went where a layer takes one: conv_block returns the pair (next_layer, "
+               "skip_connection); pass one of them, e.g. cblock1[0]."),
+    (re.compile(r"A KerasTensor cannot be used as input to a TensorFlow function"),
+     lambda _: "Keras 3 does not let TensorFlow functions (tf.concat, tf.nn.relu, ...) work on a layer's output; "
+               "use the Keras layer instead, e.g. concatenate([...], axis=3)."),
+    (re.compile(r"Concatenate. layer requires inputs with matching shapes"), _concatenate_shapes),
+]
+
+
+def in_student_terms(text: str) -> str:
+    """``text`` with Keras' generated layer names (``"conv2d_34"``) replaced by the layer's class."""
+    classes = dict(_LAYER_NAMES)
+    # 'Layer "conv2d_3" expects ...' becomes 'a Conv2D layer expects ...'.
+    text = re.sub(rf"\bLayer (?=[\"']({_NAMES}))", "", text)
+    return _GENERATED_NAME.sub(lambda m: f"a {classes[m.group(2) or m.group(3)]} layer", text)
+
+
+def _student_frame(err: BaseException) -> tuple[str, int, str] | None:
+    """(function, line in its cell, source line) of the deepest frame of the student's own code."""
+    found = None
+    tb = err.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = code.co_filename
+        # Not the probe, not an installed package (Keras, TensorFlow), not Python itself.  (The
+        # probe has no __file__ when the grader sends it into the kernel as text.)
+        if not name.startswith(("<grader probe>", "<frozen", sys.prefix, sys.base_prefix)) \
+                and name != globals().get("__file__"):
+            found = (code.co_name, tb.tb_lineno, linecache.getline(name, tb.tb_lineno).strip())
+        tb = tb.tb_next
+    return found
+
+
 def describe_error(err: BaseException) -> str:
+    """What went wrong in the student's code: the error, what it means, and their line."""
     if isinstance(err, CaseTimeout):
         return str(err)
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+    message = str(err).strip()
+    first = message.splitlines()[0][:300] if message else ""
+    for pattern, explain in _EXPLANATIONS:
+        if pattern.search(message):
+            first = explain(message)
+            break
+    text = in_student_terms(f"{type(err).__name__}: {first}" if first else type(err).__name__)
+    frame = _student_frame(err)
+    if frame is not None and frame[0] != "<module>":
+        function, line, source = frame
+        text += f" (in {function}, line {line} of its cell" + (f": `{source[:120]}`)" if source else ")")
+    return text
 
 
 def function_info(namespace: dict, name: str) -> dict:
@@ -106,7 +176,19 @@ class _Recorder:
         self.up: list[dict] = []
         self.raw: list[tuple[Any, Any]] = []
 
-    def conv_block(self, inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+        # Plain functions named like the blocks, so that Python's own messages name
+        # them as the student does; arguments are bound as the real blocks bind them.
+        def conv_block(*args: Any, **kwargs: Any) -> tuple:
+            return self._conv_block(**_bind("conv_block", self._conv_block, args, kwargs))
+
+        def upsampling_block(*args: Any, **kwargs: Any) -> Any:
+            return self._upsampling_block(**_bind("upsampling_block", self._upsampling_block, args, kwargs))
+
+        self.conv_block, self.upsampling_block = conv_block, upsampling_block
+
+    def _conv_block(self, inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+        call = len(self.down) + 1
+        _one_tensor(inputs, f"conv_block call {call}", "inputs", "next_layer, the first of the pair: e.g. cblock1[0]")
         conv = self.layers.Conv2D(n_filters, 1)(inputs)
         next_layer = self.layers.MaxPooling2D((2, 2))(conv) if max_pooling else conv
         self.raw.append((dropout_prob, max_pooling))
@@ -118,13 +200,17 @@ class _Recorder:
         })
         return next_layer, conv
 
-    def upsampling_block(self, expansive_input, contractive_input, n_filters=32):
+    def _upsampling_block(self, expansive_input, contractive_input, n_filters=32):
+        call = f"upsampling_block call {len(self.up) + 1}"
+        _one_tensor(expansive_input, call, "expansive_input", "the previous block's output, or cblock5[0]")
+        _one_tensor(contractive_input, call, "contractive_input", "the skip connection, the second of the pair: "
+                    "e.g. cblock4[1]")
         up = self.layers.UpSampling2D((2, 2))(expansive_input)
         doubled, skip = tuple(getattr(up, "shape", ()))[1:3], tuple(getattr(contractive_input, "shape", ()))[1:3]
         if len(doubled) == 2 and len(skip) == 2 and doubled != skip:
             # Say what does not line up, in the student's terms, before Keras fails inside the stand-in.
             raise ValueError(
-                f"upsampling_block call {len(self.up) + 1} cannot join its inputs: expansive_input is "
+                f"{call} cannot join its inputs: expansive_input is "
                 f"{expansive_input.shape[1]}x{expansive_input.shape[2]}, twice that is {doubled[0]}x{doubled[1]}, "
                 f"but contractive_input is {skip[0]}x{skip[1]}. Is a block pooling that should not "
                 "(the bottleneck), or is the wrong skip connection passed?")
@@ -134,6 +220,29 @@ class _Recorder:
             "n_filters": jsonable(n_filters), "out": ref(out),
         })
         return out
+
+
+def _bind(name: str, block: Callable, args: tuple, kwargs: dict) -> dict:
+    """The arguments of a call of block ``name``, by parameter; a wrong call raises saying what is wrong."""
+    signature = inspect.signature(block)
+    unknown = [key for key in kwargs if key not in signature.parameters]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(signature.parameters), 1)
+        hint = f"; did you mean `{close[0]}`?" if close else "."
+        raise TypeError(f"{name} has no parameter `{unknown[0]}`{hint} Its parameters are "
+                        f"{', '.join(signature.parameters)}.")
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"{name}() {err}") from None
+    return dict(bound.arguments)
+
+
+def _one_tensor(value: Any, call: str, parameter: str, want: str) -> None:
+    """A block's tensor argument must be one tensor, not the pair conv_block returns."""
+    if isinstance(value, (tuple, list)):
+        raise TypeError(f"{call} got a {type(value).__name__} of {len(value)} as {parameter}, where one tensor "
+                        f"is expected: conv_block returns the pair (next_layer, skip_connection); pass {want}.")
 
 
 def _plain(dropout_prob: Any, max_pooling: Any) -> tuple[float | None, bool]:
@@ -183,12 +292,20 @@ def own_block_reading(tf: Any, block: Callable, dropout_prob: Any, max_pooling: 
     return "same" if unusual == plain else "differs"
 
 
+def what_it_is(value: Any) -> str:
+    """A returned value, described as the student wrote it: ``single tensor``, ``tuple of 3``, ``NoneType``."""
+    if getattr(value, "_keras_history", None) is not None:
+        return "single tensor"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return type(value).__name__
+
+
 def _conv_block_case(tf: Any, func: Callable, case: dict) -> dict:
     x = tf.keras.layers.Input(tuple(case["shape"]))
     result = func(x) if case["kwargs"] is None else func(inputs=x, **case["kwargs"])
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        kind = type(result).__name__ + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
-        return {"returned": kind}
+        return {"returned": what_it_is(result)}
     return {"model": tf.keras.Model(x, [result[0], result[1]]).to_json()}
 
 
@@ -199,7 +316,8 @@ def _upsampling_case(tf: Any, func: Callable, case: dict) -> dict:
     return {"model": tf.keras.Model([expansive, contractive], out).to_json()}
 
 
-def record_unet(tf: Any, func: Callable, input_size: tuple, n_filters: int, n_classes: int) -> tuple[Any, dict]:
+def record_unet(tf: Any, func: Callable, input_size: tuple, n_filters: int, n_classes: int,
+                recorder: _Recorder | None = None) -> tuple[Any, dict]:
     """Call ``unet_model`` with stand-in blocks; return what it returned and how it called the blocks.
 
     The calls are ``{"down": [...], "up": [...]}``, one dict per call of
@@ -210,7 +328,7 @@ def record_unet(tf: Any, func: Callable, input_size: tuple, n_filters: int, n_cl
     namespace = getattr(func, "__globals__", None)
     if namespace is None:
         raise TypeError("unet_model is not a plain function")
-    recorder = _Recorder(tf.keras.layers)
+    recorder = recorder or _Recorder(tf.keras.layers)
     saved = {name: namespace.get(name) for name in ("conv_block", "upsampling_block")}
     namespace.update(conv_block=recorder.conv_block, upsampling_block=recorder.upsampling_block)
     try:
@@ -232,7 +350,11 @@ def record_unet(tf: Any, func: Callable, input_size: tuple, n_filters: int, n_cl
 def _unet_case(tf: Any, func: Callable, case: dict) -> dict:
     if getattr(func, "__globals__", None) is None:
         return {"returned": "not a plain function"}
-    model, calls = record_unet(tf, func, case["input_size"], case["n_filters"], case["n_classes"])
+    recorder = _Recorder(tf.keras.layers)
+    try:
+        model, calls = record_unet(tf, func, case["input_size"], case["n_filters"], case["n_classes"], recorder)
+    except Exception as err:  # noqa: BLE001 - the blocks called before the error still show what was built
+        return {"error": describe_error(err), "partial": {"down": recorder.down, "up": recorder.up}}
     if not isinstance(model, tf.keras.Model):
         return {"returned": type(model).__name__}
     return {"model": model.to_json(), **calls}

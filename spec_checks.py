@@ -231,7 +231,39 @@ def unet_context(input_size, n_filters, n_classes) -> str:
     return f"unet_model(input_size={tuple(input_size)}, n_filters={n_filters}, n_classes={n_classes})"
 
 
-def judge_block_arguments(call: dict, dropout: float, pooling: bool, block: str) -> None:
+class Findings:
+    """The mistakes found in one call of ``unet_model``, reported together: each is independent of the others."""
+
+    def __init__(self, context: str) -> None:
+        self.context = context
+        self.messages: list[str] = []
+
+    def expect(self, condition: bool, message: str) -> bool:
+        if not condition:
+            self.messages.append(message)
+        return condition
+
+    def report(self) -> None:
+        """Raise ``CheckFailed`` naming every mistake found, if any."""
+        if len(self.messages) == 1:
+            raise CheckFailed(f"{self.context}: {self.messages[0]}")
+        if self.messages:
+            listed = " ".join(f"({i}) {m}" for i, m in enumerate(self.messages, 1))
+            raise CheckFailed(f"{self.context}: {len(self.messages)} problems: {listed}")
+
+
+def _filters(found: Findings, got: Any, expected: int, factor: int, call: str, name: str = "n_filters") -> None:
+    """A filter (or class) count must follow the argument; a number fitted to the notebook's example says so."""
+    if found.expect(same_number(got, expected), f"{call} must use {name}={expected}, got {got}."):
+        return
+    example = factor * (23 if name == "n_classes" else 32)
+    if same_number(got, example):
+        hint = f"{name}" if factor == 1 else f"{name} * {factor}"
+        found.messages[-1] = (f"{call} must use {name}={expected}, got {got}, which fits only the notebook's own "
+                              f"{name}={example // factor}: write it as {hint}, not as a number.")
+
+
+def judge_block_arguments(call: dict, dropout: float, pooling: bool, block: str, found: Findings) -> None:
     """``dropout_prob`` and ``max_pooling`` of one recorded ``conv_block`` call, judged by what they mean.
 
     ``max_pooling`` means pooling when it is true (``None`` and ``0`` mean no
@@ -245,20 +277,20 @@ def judge_block_arguments(call: dict, dropout: float, pooling: bool, block: str)
     rate = call["dropout_rate"]
     if rate is None and written["dropout_prob"] == "None":
         rate = 0.0
-    expect(rate is not None and same_number(rate, dropout),
-           f"{block} must use dropout_prob={dropout}, got {written['dropout_prob']}.")
+    found.expect(rate is not None and same_number(rate, dropout),
+                 f"{block} must use dropout_prob={dropout}, got {written['dropout_prob']}.")
     meaning = "" if written["max_pooling"] in ("True", "False") else f", which means {call['pools']}"
-    expect(call["pools"] == pooling,
-           f"{block} must use max_pooling={pooling}, got max_pooling={written['max_pooling']}{meaning}.")
-    reading = call.get("own_block")
+    found.expect(call["pools"] == pooling,
+                 f"{block} must use max_pooling={pooling}, got max_pooling={written['max_pooling']}{meaning}.")
+    reading = call.get("own_block") or ""
     arguments = f"dropout_prob={written['dropout_prob']}, max_pooling={written['max_pooling']}"
     plain = f"dropout_prob={dropout}, max_pooling={pooling}"
-    expect(not (reading or "").startswith("fails"),
-           f"{block} passes {arguments}, which your conv_block cannot take ({(reading or '')[7:]}); "
-           f"with {plain} it works. Pass {plain}.")
-    expect(reading != "differs",
-           f"{block} passes {arguments}, and your conv_block builds other layers from that than from "
-           f"{plain}, so the network is not the one specified. Pass {plain}.")
+    found.expect(not reading.startswith("fails"),
+                 f"{block} passes {arguments}, which your conv_block cannot take ({reading[7:]}); "
+                 f"with {plain} it works. Pass {plain}.")
+    found.expect(reading != "differs",
+                 f"{block} passes {arguments}, and your conv_block builds other layers from that than from "
+                 f"{plain}, so the network is not the one specified. Pass {plain}.")
 
 
 def judge_unet_encoder(model: tf.keras.Model, calls: dict, input_size, n_filters, context: str) -> None:
@@ -269,16 +301,16 @@ def judge_unet_encoder(model: tf.keras.Model, calls: dict, input_size, n_filters
     size = tuple(input_size)
     expect(shape(model.inputs[0]) == (None, *size),
            f"{context}: the model input must have shape {(None, *size)}, got {shape(model.inputs[0])}.")
+    found = Findings(context)
     previous = probe.ref(model.inputs[0])
     for k, (call, (factor, dropout, pooling)) in enumerate(zip(down, ENCODER, strict=True)):
-        block = f"{context}: conv_block call {k + 1}"
-        filters = factor * n_filters
-        expect(same_number(call["n_filters"], filters),
-               f"{block} must use n_filters={filters}, got {call['n_filters']}.")
-        judge_block_arguments(call, dropout, pooling, block)
+        block = f"conv_block call {k + 1}"
+        _filters(found, call["n_filters"], factor * n_filters, factor, block)
+        judge_block_arguments(call, dropout, pooling, block, found)
         source = "the model input" if k == 0 else f"next_layer of conv_block call {k}"
-        expect(call["inputs"] == previous, f"{block} must take {source} as its inputs.")
+        found.expect(call["inputs"] == previous, f"{block} must take {source} as its inputs.")
         previous = call["next"]
+    found.report()
 
 
 def _which(tensor: str, tensors: list[str], label: str) -> str:
@@ -291,54 +323,64 @@ def judge_unet_decoder(model: tf.keras.Model, calls: dict, input_size, n_filters
     down, up = calls["down"], calls["up"]
     expect(len(down) == 5, f"{context}: expected 5 calls of conv_block, got {len(down)}.")
     expect(len(up) == 4, f"{context}: expected 4 calls of upsampling_block, got {len(up)}.")
+    found = Findings(context)
     skips = [c["skip"] for c in down]
     expansive = down[4]["next"]
     for j, (call, (factor, encoder_block)) in enumerate(zip(up, DECODER, strict=True)):
-        block = f"{context}: upsampling_block call {j + 1}"
-        filters = factor * n_filters
-        expect(same_number(call["n_filters"], filters),
-               f"{block} must use n_filters={filters}, got {call['n_filters']}.")
+        block = f"upsampling_block call {j + 1}"
+        _filters(found, call["n_filters"], factor * n_filters, factor, block)
         want = "the bottleneck's next_layer" if j == 0 else f"the output of upsampling_block call {j}"
-        expect(call["expansive"] == expansive, f"{block} must take {want} as expansive_input.")
-        expect(
+        found.expect(call["expansive"] == expansive, f"{block} must take {want} as expansive_input.")
+        found.expect(
             call["contractive"] == skips[encoder_block - 1],
             f"{block} must take the skip connection of encoder block {encoder_block} as contractive_input, "
             f"got {_which(call['contractive'], skips, 'the skip connection of block')}.",
         )
         expansive = call["out"]
-    _judge_unet_head(model, up[-1]["out"], input_size, n_filters, n_classes, context)
+    _judge_unet_head(model, up[-1]["out"], input_size, n_filters, n_classes, found)
+    found.report()
 
 
-def _judge_unet_head(model: tf.keras.Model, decoder_out: str, input_size, n_filters, n_classes, context: str) -> None:
+def _layer_text(layer: Any) -> str:
+    """A layer as the student would recognise it: ``Conv2D with 23 filters, kernel 1x1, activation 'linear'``."""
+    if not isinstance(layer, layers.Conv2D):
+        return type(layer).__name__
+    kernel = "x".join(str(k) for k in layer.kernel_size)
+    return f"Conv2D with {layer.filters} filters, kernel {kernel}, activation '{activation_name(layer.activation)}'"
+
+
+def _judge_unet_head(model: tf.keras.Model, decoder_out: str, input_size, n_filters, n_classes,
+                     found: Findings) -> None:
     """The 3x3 and 1x1 convolutions after the last decoder block, and the output's shape."""
     out = model.outputs[0]
     last, before = producer(out), producer(inputs_of(out)[0])
-    expect(
-        isinstance(last, layers.Conv2D) and tuple(last.kernel_size) == (1, 1) and last.filters == n_classes,
-        f"{context}: the last layer must be a 1x1 Conv2D with n_classes={n_classes} filters.",
-    )
-    expect(
-        activation_name(last.activation) == "linear",
-        f"{context}: the last Conv2D must output logits (no activation), got '{activation_name(last.activation)}'.",
-    )
-    expect(
+    if isinstance(last, layers.Conv2D) and tuple(last.kernel_size) == (1, 1):
+        _filters(found, last.filters, n_classes, 1, "the last layer, a 1x1 Conv2D,", "n_classes")
+        found.expect(activation_name(last.activation) == "linear",
+                     f"the last Conv2D must output logits (no activation), got '{activation_name(last.activation)}'.")
+    else:
+        found.expect(False, f"the last layer must be a 1x1 Conv2D with n_classes={n_classes} filters; found "
+                            f"{_layer_text(last)}.")
+    found.expect(
         isinstance(before, layers.Conv2D)
         and tuple(before.kernel_size) == (3, 3)
         and before.filters == n_filters
         and before.padding == "same"
         and activation_name(before.activation) == "relu"
         and initializer_name(before.kernel_initializer) == "HeNormal",
-        f"{context}: before the 1x1 Conv2D comes a 3x3 Conv2D with n_filters={n_filters}, relu, "
-        "padding='same' and he_normal initializer.",
+        f"before the 1x1 Conv2D comes a 3x3 Conv2D with n_filters={n_filters}, relu, "
+        f"padding='same' and he_normal initializer; found {_layer_text(before)}.",
     )
-    expect(
+    found.expect(
         probe.ref(inputs_of(inputs_of(out)[0])[0]) == decoder_out,
-        f"{context}: the 3x3 Conv2D must be applied to the output of the last upsampling_block.",
+        "the 3x3 Conv2D must be applied to the output of the last upsampling_block.",
     )
-    expect(
-        shape(out) == (None, input_size[0], input_size[1], n_classes),
-        f"{context}: the output must have shape {(None, input_size[0], input_size[1], n_classes)}, got {shape(out)}.",
-    )
+    # A wrong output shape follows from a mistake above; say it only when nothing else explains it.
+    if not found.messages:
+        found.expect(
+            shape(out) == (None, input_size[0], input_size[1], n_classes),
+            f"the output must have shape {(None, input_size[0], input_size[1], n_classes)}, got {shape(out)}.",
+        )
 
 
 # -- the visible checks: the notebook's own examples ----------------------------
@@ -352,7 +394,7 @@ def _conv_model(conv_block, input_shape, **kwargs) -> tf.keras.Model:
     context = conv_context(input_shape, *(kwargs.get(k, d) for k, d in SIGNATURES["conv_block"][1:]))
     expect(isinstance(result, (tuple, list)) and len(result) == 2,
            f"{context}: conv_block must return two values, (next_layer, skip_connection); "
-           f"it returned a {type(result).__name__}.")
+           f"it returned a {probe.what_it_is(result)}.")
     return tf.keras.Model(x, [result[0], result[1]])
 
 

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from grader.course import NOTEBOOK, ROOT, nbgrader_meta, reference_solutions
-from grader.dev.examples import fill
+from grader.dev.examples import fill, write_examples
 from grader.dev.scratch_course import Course
 
 pytestmark = pytest.mark.slow
@@ -153,3 +153,33 @@ def test_the_validate_button_tells_the_truth(lab):
         assert untouched.count(f"{exercise} is not written yet") == 1, untouched
     assert "Success!" not in untouched and "NameError" not in untouched
     assert "Success! Your notebook passes all the tests." in correct, correct
+
+
+def test_feedback_shows_the_network_beside_the_specification(tmp_path, small_data):
+    """A student whose bottleneck pools opens their feedback: the picture marks that block, in words."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is required in CI: run `make browser-deps`"
+    course = Course(tmp_path, small_data)
+    course.nbgrader("generate_assignment", "unet_segmentation", "--force")
+    write_examples(course.root / "submitted", course.release / f"{NOTEBOOK}.ipynb")
+    course.nbgrader("autograde", "unet_segmentation", "--force", "--student=bug_unet_model")
+    course.nbgrader("generate_feedback", "unet_segmentation", "--force", "--student=bug_unet_model")
+    feedback = course.root / "feedback" / "bug_unet_model" / "unet_segmentation" / f"{NOTEBOOK}.html"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                     "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(feedback.as_uri())
+            figure = page.locator("figure.unet-grader-picture")
+            figure.scroll_into_view_if_needed()
+            assert figure.is_visible() and figure.locator("svg").bounding_box()["width"] > 600
+            figure.screenshot(path=str(ARTIFACTS / "feedback_picture.png"), timeout=120_000)
+            text = figure.text_content()
+        finally:
+            browser.close()
+    for words in ("Your unet_model beside the specification's.", "conv_block 5 (bottleneck)", "✗ pools: yes",
+                  "spec: pools: no", "missing in yours"):
+        assert words in text, words

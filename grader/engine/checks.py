@@ -148,7 +148,7 @@ def _conv_outputs(evidence: Evidence, case: Case, context: str) -> tf.keras.Mode
     return evidence.model(case, context)
 
 
-def _judge_conv_case(evidence: Evidence, case: Case) -> None:
+def judge_conv_case(evidence: Evidence, case: Case) -> None:
     shape, kw = tuple(case.args["shape"]), case.args["kwargs"]
     f, dropout, pooling = kw["n_filters"], kw["dropout_prob"], kw["max_pooling"]
     context = conv_context(shape, f, dropout, pooling)
@@ -158,7 +158,7 @@ def _judge_conv_case(evidence: Evidence, case: Case) -> None:
 def check_conv_block_default(evidence: Evidence) -> None:
     """Layers, shapes and outputs of ``conv_block`` with pooling, several sizes."""
     for case in CONV_DEFAULT_CASES:
-        _judge_conv_case(evidence, case)
+        judge_conv_case(evidence, case)
 
 
 def check_conv_block_options(evidence: Evidence) -> None:
@@ -166,7 +166,7 @@ def check_conv_block_options(evidence: Evidence) -> None:
     model = _conv_outputs(evidence, CONV_DEFAULTS_CALL, "conv_block(inputs) with the default arguments")
     judge_conv_defaults(model, CONV_DEFAULTS_CALL.args["shape"])
     for case in CONV_OPTION_CASES:
-        _judge_conv_case(evidence, case)
+        judge_conv_case(evidence, case)
 
 
 # -- Exercise 2 --------------------------------------------------------------
@@ -177,7 +177,7 @@ UPSAMPLING_CASES = [
 ]
 
 
-def _upsampling(case: Case) -> tuple[list, list, int]:
+def upsampling_args(case: Case) -> tuple[list, list, int]:
     a = case.args
     return a["expansive"], a["contractive"], a["n_filters"]
 
@@ -185,14 +185,14 @@ def _upsampling(case: Case) -> tuple[list, list, int]:
 def check_upsampling_layers(evidence: Evidence) -> None:
     """Layers, shapes and parameter counts of ``upsampling_block``."""
     for case in UPSAMPLING_CASES:
-        context = upsampling_context(*_upsampling(case))
-        judge_upsampling_layers(evidence.model(case, context), *_upsampling(case), context)
+        context = upsampling_context(*upsampling_args(case))
+        judge_upsampling_layers(evidence.model(case, context), *upsampling_args(case), context)
 
 
 def check_upsampling_wiring(evidence: Evidence) -> None:
     """Transpose settings, what is concatenated with what, and in which order."""
     for case in UPSAMPLING_CASES:
-        context = upsampling_context(*_upsampling(case))
+        context = upsampling_context(*upsampling_args(case))
         judge_upsampling_wiring(evidence.model(case, context), context)
 
 
@@ -204,7 +204,7 @@ UNET_CASES = [
 ]
 
 
-def _unet(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
+def unet_of(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
     a = case.args
     context = unet_context(a["input_size"], a["n_filters"], a["n_classes"])
     answer = evidence.result(case, context)
@@ -216,14 +216,14 @@ def _unet(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
 def check_unet_encoder(evidence: Evidence) -> None:
     """The five ``conv_block`` calls: filters, dropout, pooling and chaining."""
     for case in UNET_CASES:
-        model, calls, context = _unet(evidence, case)
+        model, calls, context = unet_of(evidence, case)
         judge_unet_encoder(model, calls, case.args["input_size"], case.args["n_filters"], context)
 
 
 def check_unet_decoder(evidence: Evidence) -> None:
     """The four ``upsampling_block`` calls, the skip connections and the output head."""
     for case in UNET_CASES:
-        model, calls, context = _unet(evidence, case)
+        model, calls, context = unet_of(evidence, case)
         a = case.args
         judge_unet_decoder(model, calls, a["input_size"], a["n_filters"], a["n_classes"], context)
 

@@ -22,7 +22,9 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
 
 from grader.engine.checks import CHECKS, CheckFailed, Evidence, check_function, judge
+from grader.engine.diagrams import HTML_MIME, SVG_MIME, as_html
 from grader.engine.intake import notes
+from grader.engine.pictures import picture
 from grader.engine.record import RunRecord, finished, record_of
 
 PASSED = "Passed"
@@ -75,6 +77,32 @@ def globals_used(name: str, sources: list[str]) -> list[str]:
     return sorted(found)
 
 
+# Keras calls where a None argument can only be a template's blank; `activation=None` is a real choice.
+_LAYER_CALLS = {"Conv2D", "Conv2DTranspose", "MaxPooling2D", "MaxPool2D", "Dropout", "Input", "concatenate",
+                "Concatenate"}
+
+
+def _called_name(call: ast.Call) -> str:
+    func = call.func.func if isinstance(call.func, ast.Call) else call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def placeholders(source: str) -> list[tuple[int, str]]:
+    """Lines of ``source`` that still pass ``None`` where the template left a blank (``Conv2D(None, None)``)."""
+    tree = _parse(source)
+    if tree is None:
+        return []
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or _called_name(node) not in _LAYER_CALLS:
+            continue
+        values = [*node.args, *(k.value for k in node.keywords if k.arg != "activation")]
+        if any(isinstance(v, ast.Constant) and v.value is None for v in values):
+            found.add(node.lineno)
+    lines = source.splitlines()
+    return [(n, lines[n - 1].strip()) for n in sorted(found)]
+
+
 def defined_functions(source: str) -> list[str]:
     """Names of the functions that ``source`` defines at top level."""
     tree = _parse(source)
@@ -107,6 +135,16 @@ class StudentCode:
         if cell is None or cell[0] not in record.problems:
             return ""
         return f" (When your {function} cell ran: {record.problems[cell[0]]})"
+
+    def blanks(self, function: str) -> str:
+        """A note pointing at the template's ``None`` placeholders left in the function's cell."""
+        cell = self.solutions.get(function)
+        lines = [] if cell is None else placeholders(cell[1].source)
+        if not lines:
+            return ""
+        where = "; ".join(f"line {n}: `{text[:80]}`" for n, text in lines[:3])
+        return (f" This exercise still has the template's None placeholders ({where}): replace each None with "
+                "the value the exercise asks for.")
 
     def renamed(self, function: str) -> str:
         """A note naming the functions its cell defines instead, when the grader cannot find it."""
@@ -157,7 +195,8 @@ def _verdict(function: str, grade_id: str, evidence: Evidence | None, record: Ru
     try:
         return True, judge(grade_id, evidence)
     except CheckFailed as err:
-        return False, f"{err}{note}"
+        blanks = code.blanks(function) if "your code raised" in str(err) else ""
+        return False, f"{err}{blanks}{note}"
 
 
 def _output(passed: bool, message: str) -> NotebookNode:
@@ -167,15 +206,42 @@ def _output(passed: bool, message: str) -> NotebookNode:
                         traceback=[f"Check failed: {message}"])
 
 
+def _picture(function: str, record: RunRecord) -> NotebookNode | None:
+    """The student's network beside the specification's, for the feedback of a failed exercise."""
+    svg = picture(function, Evidence(record.evidence)) if record.evidence is not None else None
+    if svg is None:
+        return None
+    title = f"Your {function} beside the specification's."
+    return NotebookNode(output_type="display_data", metadata={}, data={
+        HTML_MIME: as_html(svg, title), SVG_MIME: svg, "text/plain": f"[{title}]"})
+
+
 class ApplyVerdicts(NbGraderPreprocessor):
-    """Write each hidden test cell's verdict as its only output."""
+    """Write each hidden test cell's verdict as its output, and a picture under an exercise's first failure."""
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         record = record_of(resources)
         with record.timing("checks"):
             results = verdicts(nb, record)
+        pictured: set[str] = set()
         for cell in nb.cells:
-            if cell.cell_type == "code" and is_grade(cell):
-                cell.outputs = [_output(*results[cell.metadata.nbgrader["grade_id"]])]
+            if cell.cell_type != "code" or not is_grade(cell):
+                continue
+            grade_id = cell.metadata.nbgrader["grade_id"]
+            cell.outputs = [_output(*results[grade_id])]
+            function = CHECKS[grade_id].function if grade_id in CHECKS else None
+            if not results[grade_id][0] and function and function not in pictured:
+                pictured.add(function)
+                self._add_picture(cell, function, record)
         finished(resources, record, results)
         return nb, resources
+
+    def _add_picture(self, cell: NotebookNode, function: str, record: RunRecord) -> None:
+        try:
+            with record.timing("pictures"):
+                output = _picture(function, record)
+        except Exception as err:  # noqa: BLE001 - a picture is a help, never a reason to lose a grade
+            self.log.warning("No picture of %s: %s: %s", function, type(err).__name__, err)
+            return
+        if output is not None:
+            cell.outputs.append(output)
