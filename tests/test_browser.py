@@ -25,6 +25,9 @@ from grader.dev.scratch_course import Course
 
 pytestmark = pytest.mark.slow
 
+# No network beyond localhost here: Chromium must not try to reach Google's services.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VISIBLE_PASSED = "(The hidden tests of this cell run when your notebook is graded.)"
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -80,9 +83,7 @@ def test_student_fills_in_the_exercises_and_runs_everything(lab):
     code = reference_solutions()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/{NOTEBOOK}.ipynb?token={token}")
@@ -140,9 +141,7 @@ def test_the_validate_button_tells_the_truth(lab):
     nbformat.write(fill(nb, reference_solutions()), release / "correct.ipynb")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             untouched = validate_in_browser(page, base, token, f"{NOTEBOOK}.ipynb", "validate_untouched.png")
@@ -168,8 +167,7 @@ def test_feedback_shows_the_network_beside_the_specification(tmp_path, small_dat
     feedback = course.root / "feedback" / "bug_unet_model" / "unet_segmentation" / f"{NOTEBOOK}.html"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                     "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(feedback.as_uri())
