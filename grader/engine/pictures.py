@@ -3,8 +3,9 @@
 For each exercise the first hidden argument set whose check fails is drawn,
 the student's version from the evidence (recorded ``conv_block`` and
 ``upsampling_block`` calls for ``unet_model``; the rebuilt model for the two
-blocks) and the specification's from its rules.  A submission whose code
-raised has no network to draw: its message is all it gets.
+blocks) and the specification's from its rules.  A ``unet_model`` that
+raised part-way is drawn with the blocks it called before the error; a block
+whose code raised has no network to draw, and its message is all it gets.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def _source(k: int) -> str:
 
 
 def unet_spec(n_filters: int, n_classes: int) -> Network:
+    """The specification's U-Net for these arguments: encoder column, decoder column, output layers."""
     net = Network("Specification")
     for k, (factor, rate, pools) in enumerate(ENCODER):
         net.add(0, k, _encoder_box(k, factor * n_filters, float(rate), pools, _source(k)))
@@ -54,6 +56,7 @@ def unet_spec(n_filters: int, n_classes: int) -> Network:
 
 
 def unet_yours(model: Any | None, calls: dict) -> Network:
+    """The student's U-Net as its recorded block calls built it (no output layers when it stopped early)."""
     net = Network("Your unet_model (with stand-in blocks)")
     down, up = calls["down"], calls["up"]
     first = probe.ref(model.inputs[0]) if model is not None else (down[0]["inputs"] if down else None)
@@ -91,6 +94,7 @@ def _conv_text(layer: Any) -> str:
 
 
 def unet_picture(evidence: Evidence) -> str | None:
+    """The U-Net of the first hidden argument set whose checks fail, beside the specification's."""
     def judge(case: Case) -> None:
         model, calls, context = checks.unet_of(evidence, case)
         a = case.args
@@ -122,6 +126,7 @@ def _row_box(row: list, taps: list[str]) -> Box:
 
 
 def conv_networks(model: Any, case: Case) -> tuple[Network, Network]:
+    """(specification, student) for one ``conv_block`` case: the layers, and which gives which output."""
     h, w, c = case.args["shape"]
     kw = case.args["kwargs"] or {"n_filters": 32, "dropout_prob": 0, "max_pooling": True}
     rows = conv_block_rows(h, w, c, kw["n_filters"], kw["dropout_prob"], kw["max_pooling"])
@@ -140,6 +145,7 @@ def conv_networks(model: Any, case: Case) -> tuple[Network, Network]:
 
 
 def conv_picture(evidence: Evidence) -> str | None:
+    """The ``conv_block`` of the first failing case, beside the specification's."""
     cases = [*checks.CONV_DEFAULT_CASES, *checks.CONV_OPTION_CASES]
     case = _first_failing(cases, lambda case: checks.judge_conv_case(evidence, case))
     if case is None:
@@ -149,6 +155,7 @@ def conv_picture(evidence: Evidence) -> str | None:
 
 
 def upsampling_networks(model: Any, case: Case) -> tuple[Network, Network]:
+    """(specification, student) for one ``upsampling_block`` case: each layer and what it is applied to."""
     f = case.args["n_filters"]
     spec = Network("Specification")
     spec.add(0, 0, Box("Conv2DTranspose", (f"{f} filters", "kernel 3x3", "strides 2x2", "on: expansive_input")))
@@ -179,6 +186,7 @@ def _layer_box(layer: Any, names: dict[int, str]) -> Box:
 
 
 def upsampling_picture(evidence: Evidence) -> str | None:
+    """The ``upsampling_block`` of the first failing case, beside the specification's."""
     def judge(case: Case) -> None:
         context = checks.upsampling_context(*checks.upsampling_args(case))
         model = evidence.model(case, context)
