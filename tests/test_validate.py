@@ -73,8 +73,10 @@ def course(tmp_path_factory, small_data) -> Course:
 
 def validate(course: Course, path, *args: str) -> str:
     """What `nbgrader validate` prints, run from the course root as an instructor or a student would."""
+    # A cell limit of 30 s (the course sets 60) keeps the never-ending cell short; it stays above
+    # the 20 s a visible check gives one call, as the course's setting does.
     command = [sys.executable, "-m", "nbgrader", "validate", str(path), *args,
-               f"--CourseDirectory.root={course.root}"]
+               f"--CourseDirectory.root={course.root}", "--Execute.timeout=30"]
     # The guard is for a hang, which must never happen; it is not a speed target.
     result = subprocess.run(command, cwd=ROOT, env=course.env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
