@@ -137,14 +137,22 @@ class SandboxedExecute(NotesTimeouts, Execute):
 
     # -- one run in one kernel --------------------------------------------------
 
+    def check_machine(self) -> None:
+        """Raise ``SandboxUnavailable``, with the fix, when this machine cannot run the sandbox.
+
+        Checked once per process; without the sandbox, a warning is logged once instead.
+        """
+        if self.sandbox:
+            check_available()
+        elif not SandboxedExecute._warned:
+            self.log.warning("Grading WITHOUT a sandbox (--SandboxedExecute.sandbox=False): student code "
+                             "runs with your rights and can read the hidden tests. Trusted notebooks only.")
+            SandboxedExecute._warned = True
+
     def _kernel_manager(self, notebook_dir: Path) -> SandboxedKernelManager | None:
+        self.check_machine()
         if not self.sandbox:
-            if not SandboxedExecute._warned:
-                self.log.warning("Grading WITHOUT a sandbox (--SandboxedExecute.sandbox=False): student code "
-                                 "runs with your rights and can read the hidden tests. Trusted notebooks only.")
-                SandboxedExecute._warned = True
             return None
-        check_available()
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
                                     limits=self.limits)
         km.carla_dir = _find_data(notebook_dir)

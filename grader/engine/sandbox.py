@@ -26,6 +26,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Instance
 
 from grader.engine.private_api.jupyter_client_api import LaunchLogsTo
+from grader.engine.sandbox_fixes import fix_for
 
 # What the kernel finds inside the sandbox.
 WORK = "/sandbox/work"
@@ -59,7 +60,10 @@ class Limits:
 
 
 class SandboxUnavailable(RuntimeError):
-    """bubblewrap is missing or cannot create namespaces on this machine."""
+    """The machine cannot run the sandbox (no bubblewrap, no Linux, or no user namespaces), and the fix."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(f"What failed: {what}\nHow to fix it: {fix}")
 
 
 @functools.cache
@@ -71,10 +75,8 @@ def check_available() -> None:
     instead of every student getting 0 for a broken sandbox.
     """
     if shutil.which("bwrap") is None or shutil.which("prlimit") is None:
-        raise SandboxUnavailable(
-            "bubblewrap (bwrap) and prlimit are needed to grade untrusted notebooks: run `make sandbox-deps`, "
-            "or pass --SandboxedExecute.sandbox=False to grade without a sandbox (trusted notebooks only)."
-        )
+        raise SandboxUnavailable("the grading sandbox needs bubblewrap (bwrap) and prlimit, and this machine "
+                                 "lacks them.", fix_for(None))
     with tempfile.TemporaryDirectory(prefix="unet-sandbox-check-") as scratch:
         (Path(scratch) / "work").mkdir()
         (Path(scratch) / "ipc").mkdir()
@@ -82,7 +84,8 @@ def check_available() -> None:
         probe = subprocess.run([*command, sys.executable, "-c", "import ipykernel, zmq"],
                                capture_output=True, text=True, check=False, timeout=120)
     if probe.returncode != 0:
-        raise SandboxUnavailable(f"the kernel's Python does not start in the sandbox: {probe.stderr.strip()[-500:]}")
+        said = probe.stderr.strip()[-500:] or f"exit status {probe.returncode}"
+        raise SandboxUnavailable(f"the grading sandbox does not start: {said}", fix_for(said))
 
 
 def _system_mounts() -> list[str]:
