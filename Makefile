@@ -50,10 +50,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-# bubblewrap for the grading sandbox, and prlimit (util-linux) for its limits.
+# bubblewrap and prlimit for the grading sandbox, and on Ubuntu 23.10 and later the
+# AppArmor profile that lets bubblewrap run as a normal user (with sudo; it says what it does).
 sandbox-deps:
-	@command -v bwrap >/dev/null && command -v prlimit >/dev/null || \
-	{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux; }
+	@sh grader/tools/sandbox_deps.sh
 
 # A PostgreSQL server for the distributed-grading tests (they start their own
 # throw-away instance; without it they are skipped, except in CI).
