@@ -10,14 +10,14 @@ STAMP := $(VENV)/.installed-$(TF)
 
 venv: $(STAMP)
 
-# Reinstalls only when requirements.txt changes, so a second `make demo` is quick.
-$(STAMP): requirements.txt
+# Reinstalls only when the requirements change, so a second `make demo` is quick.
+$(STAMP): requirements.txt requirements-student.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 ifeq ($(TF),gpu)
 	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
-	$(BIN)/python -m pip install --quiet "tensorflow[and-cuda]==$$(sed -n 's/^tensorflow-cpu==//p' requirements.txt)"
+	$(BIN)/python -m pip install --quiet "tensorflow[and-cuda]==$$(sed -n 's/^tensorflow-cpu==\([0-9.]*\).*/\1/p' requirements-student.txt)"
 endif
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -36,6 +36,8 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	@# Without shellcheck and pyflakes, which are on some machines and not others: the same verdict everywhere.
+	$(BIN)/actionlint -shellcheck= -pyflakes=
 
 figures: $(STAMP)
 	$(BIN)/python notebooks/make_figures.py
