@@ -33,6 +33,9 @@ FAKES = {
              "echo 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n",
     "apparmor_parser": 'echo "apparmor_parser $*" >> "$LOG"\n[ "$1" = -r ] && cp "$2" "$2.loaded"\n',
     "sudo": 'echo "sudo $*" >> "$LOG"\nexec "$@"\n',
+    "loginctl": 'echo "loginctl $*" >> "$LOG"\ntouch "$APPARMOR_D/../linger"\n',
+    # A user manager exists once loginctl enabled lingering; it delegates what the file "delegates" lists.
+    "systemd-run": '[ -f "$APPARMOR_D/../linger" ] || exit 1\ncat "$APPARMOR_D/../delegates"\n',
 }
 
 
@@ -68,7 +71,7 @@ def ubuntu(user) -> Iterator[Path]:
 
 def run_as(user: str, folder: Path) -> subprocess.CompletedProcess:
     env = {"PATH": f"{folder / 'bin'}:/usr/bin:/bin", "APPARMOR_USERNS": str(folder / "restrict"),
-           "APPARMOR_D": str(folder / "apparmor.d"), "LOG": str(folder / "log")}
+           "APPARMOR_D": str(folder / "apparmor.d"), "LOG": str(folder / "log"), "CGROUP2": str(folder / "cgroup2")}
     return subprocess.run(["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
                            "sh", str(SCRIPT)], capture_output=True, text=True, timeout=60)
 
@@ -99,3 +102,19 @@ def test_without_the_apparmor_restriction_it_installs_nothing_and_fails_with_wha
     assert result.returncode == 1
     assert "still cannot start" in result.stdout and "setting up uid map" in result.stderr
     assert (ubuntu / "log").read_text() == ""
+
+
+@pytest.mark.parametrize("delegates, works", [("cpuset cpu io memory pids", True), ("cpu io", False)])
+def test_on_cgroup_v2_it_starts_a_user_manager_and_checks_what_systemd_delegates(user, ubuntu, delegates, works):
+    (ubuntu / "apparmor.d" / "bwrap.loaded").write_text("")
+    (ubuntu / "cgroup2").mkdir()
+    (ubuntu / "cgroup2" / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (ubuntu / "delegates").write_text(delegates + "\n")
+    result = run_as(user, ubuntu)
+    said = [f"sudo loginctl enable-linger {user}", f"loginctl enable-linger {user}"]
+    assert (ubuntu / "log").read_text().splitlines() == said
+    assert f"loginctl enable-linger {user}" in result.stdout
+    if works:
+        assert result.returncode == 0 and "systemd delegates control groups" in result.stdout
+    else:
+        assert result.returncode == 1 and "does not delegate the pids controller" in result.stdout
