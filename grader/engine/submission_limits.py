@@ -49,23 +49,25 @@ class LimitWatch:
         self._thread.join(timeout=5)
 
     def hit(self) -> str | None:
-        """The limit reached since the last call, as a sentence naming it and its setting, or None."""
+        """The limits reached since the last call, as a sentence naming each and its setting, or None."""
         usage = self.group.usage()
         seen, self.seen = self.seen, usage
+        limits = self.limits
+        hits = []
+        if usage.process_limit_hits > seen.process_limit_hits:
+            hits.append(f"your code tried to run more than {limits.processes} processes and threads at once "
+                        "(--SandboxedExecute.max_processes)")
+        if usage.oom_kills > seen.oom_kills:
+            hits.append(f"your code needed more than {_gib(limits.submission_memory_bytes)} of memory in all its "
+                        "processes and files (--SandboxedExecute.submission_memory_bytes), so a process was killed")
         if self.cpu_spent:
             self.cpu_spent = False
-            return (f"your code used more than {self.limits.submission_cpu_seconds} s of CPU time in all its "
-                    "processes (--SandboxedExecute.submission_cpu_seconds), so all of them were stopped")
-        if usage.oom_kills > seen.oom_kills:
-            return (f"your code needed more than {_gib(self.limits.submission_memory_bytes)} of memory in all its "
-                    "processes and files (--SandboxedExecute.submission_memory_bytes), so a process was killed")
-        if usage.process_limit_hits > seen.process_limit_hits:
-            return (f"your code tried to run more than {self.limits.processes} processes and threads at once "
-                    "(--SandboxedExecute.max_processes)")
+            hits.append(f"your code used more than {limits.submission_cpu_seconds} s of CPU time in all its "
+                        "processes (--SandboxedExecute.submission_cpu_seconds), so all of them were stopped")
         if self._scratch_full():
-            return (f"your code filled the {_gib(self.limits.scratch_bytes)} of scratch space for your folder "
-                    "(--SandboxedExecute.scratch_bytes)")
-        return None
+            hits.append(f"your code filled the {_gib(limits.scratch_bytes)} of scratch space for your folder "
+                        "(--SandboxedExecute.scratch_bytes)")
+        return "; and ".join(hits) or None
 
     def _scratch_full(self) -> bool:
         """Whether the kernel's scratch space is full, seen through a process inside the sandbox."""
