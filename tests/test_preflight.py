@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
+from grader.course import ASSIGNMENT, NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill
 from grader.dev.scratch_course import Course
 from grader.engine.preflight import HEADLINE
@@ -60,6 +60,42 @@ def test_each_platform_gets_its_own_fix(platform, error, words):
     fix = fix_for(error, platform)
     for word in words:
         assert word in fix
+
+
+# Run by a normal user with the system's Python 3.11 (this one may live where only root can read it).
+# bubblewrap works for normal users here and is tested above; this is about the control groups alone.
+NO_LIMITS_CHECK = """
+import logging
+from traitlets.config import Config
+import grader.engine.execute as execute
+from grader.engine.sandbox import SandboxUnavailable, check_limits_available
+try:
+    check_limits_available()
+except SandboxUnavailable as err:
+    print(err)
+execute.check_available = lambda: None
+config = Config()
+config.SandboxedExecute.whole_submission_limits = False
+step = execute.SandboxedExecute(config=config)
+step.log.addHandler(logging.StreamHandler())
+step.check_machine()
+print("accepted")
+"""
+
+
+@pytest.mark.skipif(Path("/sys/fs/cgroup/cgroup.controllers").exists() or not Path("/sys/fs/cgroup/pids").is_dir()
+                    or not Path("/usr/bin/python3.11").exists(),
+                    reason="needs cgroup v1, where a normal user cannot make control groups, and Debian's Python 3.11")
+def test_a_normal_user_without_control_groups_is_refused_unless_they_accept_no_limits(user):
+    site = next(Path(sys.prefix, "lib").glob("python3.11/site-packages"))
+    result = subprocess.run(["/usr/sbin/runuser", "-u", user, "--", "/usr/bin/python3.11", "-c", NO_LIMITS_CHECK],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{site}"})
+    assert result.returncode == 0, result.stderr
+    assert "What failed: whole-submission limits (control groups) cannot be set" in result.stdout
+    assert "only root may make control groups" in result.stdout and "whole_submission_limits=False" in result.stdout
+    assert result.stdout.rstrip().endswith("accepted")
+    assert "Grading WITHOUT whole-submission limits" in result.stderr
 
 
 def test_a_failing_bwrap_is_reported_with_what_it_said_and_the_fix(tmp_path, monkeypatch):

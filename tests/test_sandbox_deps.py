@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,16 +36,6 @@ FAKES = {
     # A user manager exists once loginctl enabled lingering; it delegates what the file "delegates" lists.
     "systemd-run": '[ -f "$APPARMOR_D/../linger" ] || exit 1\ncat "$APPARMOR_D/../delegates"\n',
 }
-
-
-@pytest.fixture
-def user() -> Iterator[str]:
-    name = f"unet-t{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=True)
 
 
 @pytest.fixture
