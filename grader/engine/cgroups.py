@@ -109,7 +109,10 @@ class KernelGroup:
             pids = self.pids()
             if not pids:
                 return
-            self._kill(pids)
+            try:
+                self._kill(pids)
+            except OSError:
+                pass  # e.g. the freezer refused: the next round kills them one by one again
             time.sleep(0.1)
 
     def _kill(self, pids: list[int]) -> None:
