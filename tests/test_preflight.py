@@ -162,3 +162,20 @@ def test_the_class_grader_stops_once_with_the_same_message(graded_course, tmp_pa
     assert result.returncode != 0
     assert said.count(HEADLINE) == 1 and "apparmor_parser -r" in said and "FAILED" not in said, said
     assert _state(graded_course) == before
+
+
+@pytest.mark.slow
+def test_a_grading_service_gets_the_message_and_nothing_is_changed(graded_course, tmp_path):
+    """The path a hub or another service takes: the engine's machine_problem, then grade_submission."""
+    before = _state(graded_course)
+    code = ("import sys\nfrom grader.engine.grading import CourseSetup, grade_submission, machine_problem\n"
+            f"setup = CourseSetup({str(graded_course.root)!r}, {graded_course.db_url!r})\n"
+            "print('PROBLEM', machine_problem(setup))\n"
+            "result = grade_submission(setup, 'graded_before')\n"
+            "print('RESULT', result.ok, result.cells, result.failure)\n")
+    result = _with_failing_bwrap(graded_course, tmp_path, [sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    problem, outcome = result.stdout.split("RESULT")
+    assert HEADLINE in problem and "apparmor_parser -r" in problem
+    assert outcome.startswith(" False () CannotGrade: " + HEADLINE), outcome
+    assert _state(graded_course) == before
