@@ -1,11 +1,13 @@
 """Run a student's kernel inside bubblewrap, with resource limits.
 
 The kernel sees only what it needs to run the notebook: the system's programs
-and libraries, the Python installation, a private copy of the student's folder
-(its only writable place besides a small /tmp and home), and the course's data
-read-only.  It has no network, so it talks to the grader through Unix sockets
-(ZeroMQ's ``ipc`` transport) in a folder shared with the host.  ``prlimit``
-(util-linux) caps CPU time, address space, file size and open files.
+and libraries, the Python installation, a private in-memory copy of the
+student's folder (its only writable place besides a small /tmp and home), and
+the course's data read-only.  It has no network, so it talks to the grader
+through Unix sockets (ZeroMQ's ``ipc`` transport) in a folder shared with the
+host.  ``prlimit`` (util-linux) caps each process's CPU time, address space,
+file size and open files; the kernel's control group (``cgroups``) caps all
+of the submission's processes together.
 
 The course folder, with the reference solutions, the hidden checks, the
 gradebook and every other submission, is not mounted at all.
