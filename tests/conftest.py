@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,16 @@ def notebook_namespace(code: dict[str, str]) -> dict:
 def reference() -> dict:
     """Namespace holding the reference conv_block, upsampling_block and unet_model."""
     return reference_namespace()
+
+
+@pytest.fixture
+def user() -> Iterator[str]:
+    """A throw-away unix user (no home), removed afterwards: for the paths a normal user takes (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a throw-away user")
+    name = f"unet-t{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=True)

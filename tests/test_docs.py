@@ -30,6 +30,15 @@ QUOTES = {
     "output cap": f"cut after {_default(SandboxedExecute, 'output_limit'):,} characters",
     "time per call": f"stopped after {_default(SandboxedExecute, 'seconds_per_call'):g} s per call",
     "validate time": f"`--ValidateExecute.notebook_timeout` ({_default(ValidateExecute, 'notebook_timeout')} s)",
+    "processes": f"at most {_default(SandboxedExecute, 'max_processes')} processes and threads "
+                 "(`--SandboxedExecute.max_processes`)",
+    "submission memory": f"at most {_default(SandboxedExecute, 'submission_memory_bytes') // 2**30} GiB of memory "
+                         "(`--SandboxedExecute.submission_memory_bytes`",
+    "cpus": f"at most {_default(SandboxedExecute, 'cpus'):g} CPU busy (`--SandboxedExecute.cpus`)",
+    "submission CPU time": f"at most {_default(SandboxedExecute, 'submission_cpu_seconds')} s of CPU time in all "
+                           "(`--SandboxedExecute.submission_cpu_seconds`)",
+    "scratch space": f"in-memory copy of {_default(SandboxedExecute, 'scratch_bytes') // 2**30} GiB "
+                     "(`--SandboxedExecute.scratch_bytes`)",
 }
 
 

@@ -19,9 +19,11 @@ from tests.test_feedback_messages import INTERNAL
 pytestmark = pytest.mark.slow
 
 FAULTS = {fault.name: fault for fault in corpus("<course>")}
-# Small limits keep the infinite loop and the memory hog short.
+# Small limits keep the infinite loop and the memory hog short.  The memory hog
+# here is one process, stopped by the per-process address-space limit; the
+# whole-submission limits have their own batch (test_submission_limits.py).
 LIMITS = ("--Execute.timeout=20", "--SandboxedExecute.seconds_per_call=10",
-          f"--SandboxedExecute.memory_bytes={6 * 2**30}")
+          f"--SandboxedExecute.memory_bytes={6 * 2**30}", f"--SandboxedExecute.submission_memory_bytes={8 * 2**30}")
 
 
 @pytest.fixture(scope="module")

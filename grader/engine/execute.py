@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import json
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic, perf_counter
 from typing import Any
@@ -43,7 +44,7 @@ from grader.engine.private_api.jupyter_client_api import kernel_exit_code
 from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
 from grader.engine.probe_cell import evidence_parts, is_evidence_message, probe_cell_source
 from grader.engine.record import RESOURCE_KEY, RunRecord
-from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available
+from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available, check_limits_available
 
 TIMEOUT_NAME = "CellTimeoutError"
 NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come after the last graded cell, "
@@ -52,12 +53,26 @@ NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come aft
 KERNEL_GONE = (DeadKernelError, RuntimeError, TimeoutError)
 
 
+# At most this many cells are left out for hitting a whole-submission limit; then the run ends there.
+MAX_LEFT_OUT = 3
+LIMIT_NAME = "SubmissionLimit"
+
+
 class CellRun(enum.Enum):
     """How running one cell ended."""
 
     FINISHED = "finished"  # with or without an error in the cell
     TIMED_OUT = "timed out"  # interrupted at its time limit; the kernel may be stuck
     KERNEL_DIED = "kernel died"
+    LIMIT_HIT = "limit hit"  # the submission reached a whole-submission limit during the cell
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """Where one run in one kernel stopped short: the cell that broke the kernel, and the one that hit a limit."""
+
+    broke_at: int | None = None
+    limit_at: int | None = None
 
 
 def error_output(ename: str, message: str) -> NotebookNode:
@@ -98,18 +113,32 @@ class SandboxedExecute(NotesTimeouts, Execute):
     seconds_per_call = Float(20.0, help="Seconds one call of a graded function may take.").tag(config=True)
     output_limit = Integer(200_000, help="Characters of output kept per cell; the rest is dropped.").tag(
         config=True)
-    cpu_seconds = Integer(Limits.cpu_seconds, help="CPU seconds the kernel may use.").tag(config=True)
-    memory_bytes = Integer(Limits.memory_bytes, help="Address space the kernel may map, in bytes.").tag(
+    cpu_seconds = Integer(Limits.cpu_seconds, help="CPU seconds each process may use.").tag(config=True)
+    memory_bytes = Integer(Limits.memory_bytes, help="Address space each process may map, in bytes.").tag(
         config=True)
+    whole_submission_limits = Bool(True, help="Give each kernel a control group with the limits below, on all "
+                                              "its processes together. Turn off only where control groups "
+                                              "cannot be used (logged).").tag(config=True)
+    max_processes = Integer(Limits.processes, help="Processes and threads a submission may run at once.").tag(
+        config=True)
+    submission_memory_bytes = Integer(Limits.submission_memory_bytes, help="Memory of all a submission's "
+                                      "processes and in-memory files together, in bytes.").tag(config=True)
+    cpus = Float(Limits.cpus, help="CPUs a submission may keep busy at once.").tag(config=True)
+    submission_cpu_seconds = Integer(Limits.submission_cpu_seconds, help="CPU seconds all a submission's "
+                                     "processes may use together.").tag(config=True)
+    scratch_bytes = Integer(Limits.scratch_bytes, help="Size of the in-memory copy of the student's folder "
+                                                       "(with home), in bytes.").tag(config=True)
     run_after_last_test = Bool(False, help="Also run the cells after the last graded cell (training and "
                                            "plots). They cannot change any grade.").tag(config=True)
 
-    _warned = False
+    _warned: set[str] = set()
     _last_graded = -1
 
     @property
     def limits(self) -> Limits:
-        return Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_bytes)
+        return Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_bytes, processes=self.max_processes,
+                      submission_memory_bytes=self.submission_memory_bytes, cpus=self.cpus,
+                      submission_cpu_seconds=self.submission_cpu_seconds, scratch_bytes=self.scratch_bytes)
 
     # -- nbgrader entry point -------------------------------------------------
 
@@ -128,43 +157,75 @@ class SandboxedExecute(NotesTimeouts, Execute):
         return nb, resources
 
     def _grade_run(self, nb: NotebookNode, resources: dict, record: RunRecord) -> None:
-        """Run the notebook; if the kernel broke before the evidence came back, replay what came before."""
+        """Run the notebook; if the kernel broke before the evidence came back, replay what came before.
+
+        A cell during which the submission hit a whole-submission limit is
+        left out, and the notebook runs again without it in a fresh sandbox:
+        that cell's exercise loses its points, and every other exercise is
+        graded as if the cell had never been there.
+        """
         notebook_dir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
-        broke_at = self._run_once(nb, resources, notebook_dir, record)
-        if record.evidence is None and broke_at is not None:
-            self.log.warning("Kernel broke in cell %d; replaying the cells before it to collect evidence", broke_at)
-            self._run_once(_cells_before(nb, broke_at), resources, notebook_dir, record)
+        left_out: list[int] = []
+        end = self._run_once(nb, resources, notebook_dir, record, left_out)
+        while end.limit_at is not None and len(left_out) < MAX_LEFT_OUT:
+            left_out.append(end.limit_at)
+            self.log.warning("Cell %d hit a whole-submission limit; running the notebook again without it",
+                             end.limit_at)
+            end = self._run_once(nb, resources, notebook_dir, record, left_out)
+        if record.evidence is None and end.broke_at is not None:
+            self.log.warning("Kernel broke in cell %d; replaying the cells before it to collect evidence",
+                             end.broke_at)
+            self._run_once(_cells_before(nb, end.broke_at), resources, notebook_dir, record, left_out)
 
     # -- one run in one kernel --------------------------------------------------
 
-    def _kernel_manager(self, notebook_dir: Path) -> SandboxedKernelManager | None:
+    def check_machine(self) -> None:
+        """Raise ``SandboxUnavailable``, with the fix, when this machine cannot run the sandbox.
+
+        Checked once per process; without the sandbox, a warning is logged once instead.
+        """
         if not self.sandbox:
-            if not SandboxedExecute._warned:
-                self.log.warning("Grading WITHOUT a sandbox (--SandboxedExecute.sandbox=False): student code "
-                                 "runs with your rights and can read the hidden tests. Trusted notebooks only.")
-                SandboxedExecute._warned = True
-            return None
+            self._warn_once("Grading WITHOUT a sandbox (--SandboxedExecute.sandbox=False): student code runs "
+                            "with your rights and can read the hidden tests. Trusted notebooks only.")
+            return
         check_available()
+        if self.whole_submission_limits:
+            check_limits_available()
+        else:
+            self._warn_once("Grading WITHOUT whole-submission limits (--SandboxedExecute.whole_submission_limits="
+                            "False): one submission's processes together can exhaust this machine's memory and "
+                            "processes.")
+
+    def _warn_once(self, message: str) -> None:
+        if message not in SandboxedExecute._warned:
+            self.log.warning(message)
+            SandboxedExecute._warned.add(message)
+
+    def _kernel_manager(self, notebook_dir: Path) -> SandboxedKernelManager | None:
+        self.check_machine()
+        if not self.sandbox:
+            return None
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
                                     limits=self.limits)
         km.carla_dir = _find_data(notebook_dir)
-        km.prepare(notebook_dir)
+        km.prepare(notebook_dir, self.whole_submission_limits)
         return km
 
-    def _run_once(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: RunRecord) -> int | None:
-        """Execute ``nb`` in a fresh kernel, then probe; return the cell that broke the kernel, if any."""
+    def _run_once(self, nb: NotebookNode, resources: dict, notebook_dir: Path, record: RunRecord,
+                  left_out: list[int]) -> RunEnd:
+        """Execute ``nb`` but the cells ``left_out`` in a fresh kernel, then probe; say where it stopped short."""
         km = self._kernel_manager(notebook_dir)
         begin_notebook(self, nb, km, resources)
         self._chars: dict[int, int] = {}
         cell_timeout: int | None = self.timeout  # type: ignore[has-type]  # a traitlets Integer
-        broke_at: int | None = None
+        end = RunEnd()
         started = perf_counter()
         try:
             with self.setup_kernel(cwd=str(notebook_dir)):
                 record.add("sandbox start", perf_counter() - started)
                 with record.timing("run"):
-                    broke_at, died = self._run_cells(nb, record, cell_timeout)
-                if not died:
+                    end, died = self._run_cells(nb, record, cell_timeout, left_out)
+                if not died and end.limit_at is None:
                     with record.timing("evidence"):
                         self._collect_evidence(nb, record)
         except (RuntimeError, TimeoutError, OSError) as err:
@@ -174,14 +235,15 @@ class SandboxedExecute(NotesTimeouts, Execute):
         finally:
             self.timeout = cell_timeout
             self._release(km)
-        return broke_at if record.evidence is None else None
+        return end if record.evidence is None else RunEnd()
 
-    def _run_cells(self, nb: NotebookNode, record: RunRecord, cell_timeout: int | None) -> tuple[int | None, bool]:
-        """Run the code cells in order: (the cell that broke the kernel or timed out, whether the kernel died)."""
+    def _run_cells(self, nb: NotebookNode, record: RunRecord, cell_timeout: int | None,
+                   left_out: list[int]) -> tuple[RunEnd, bool]:
+        """Run the code cells in order: where the run stopped short, and whether the kernel died."""
         deadline = monotonic() + self.notebook_timeout
         broke_at, skipping = None, False
         for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or not cell.source.strip():
+            if cell.cell_type != "code" or not cell.source.strip() or index in left_out:
                 continue
             if 0 <= self._last_graded < index:
                 # Training and plots come after the last test: grading skips them,
@@ -191,11 +253,13 @@ class SandboxedExecute(NotesTimeouts, Execute):
                 skipping = True
                 continue
             ended = self._run_cell(cell, index, deadline, cell_timeout, record)
+            if ended is CellRun.LIMIT_HIT:
+                return RunEnd(broke_at=index, limit_at=index), False
             if ended is CellRun.KERNEL_DIED:
-                return index, True
+                return RunEnd(broke_at=index), True
             if ended is CellRun.TIMED_OUT and broke_at is None:
                 broke_at = index
-        return broke_at, False
+        return RunEnd(broke_at=broke_at), False
 
     def _run_cell(self, cell: NotebookNode, index: int, deadline: float, cell_timeout: int | None,
                   record: RunRecord) -> CellRun:
@@ -211,15 +275,34 @@ class SandboxedExecute(NotesTimeouts, Execute):
         try:
             self.execute_cell(cell, index, store_history=True)
         except KERNEL_GONE:
+            if self._left_out_for_limit(cell, index, record):
+                return CellRun.LIMIT_HIT
             reason = _exit_reason(kernel_exit_code(self.km), self.limits)
             message = f"This cell stopped the kernel: {reason}. Cells after it were not run."
             cell.outputs.append(error_output("DeadKernelError", message))
             record.problems[index] = message
             return CellRun.KERNEL_DIED
+        if self._left_out_for_limit(cell, index, record):
+            return CellRun.LIMIT_HIT
         problem = self._cell_problem(cell)
         if problem:
             record.note(index, problem)
         return CellRun.TIMED_OUT if self.timed_out else CellRun.FINISHED
+
+    def _limit_hit(self) -> str | None:
+        km = self.km
+        return km.limit_hit() if isinstance(km, SandboxedKernelManager) else None
+
+    def _left_out_for_limit(self, cell: NotebookNode, index: int, record: RunRecord) -> bool:
+        """If the submission hit a whole-submission limit during this cell, say so in it and leave it out."""
+        limit = self._limit_hit()
+        if limit is None:
+            return False
+        message = (f"This cell hit a limit of the whole submission: {limit}. It was left out, and the rest of "
+                   "the notebook was graded without it.")
+        cell.outputs.append(error_output(LIMIT_NAME, message))
+        record.problems[index] = message
+        return True
 
     def _cell_problem(self, cell: NotebookNode) -> str | None:
         if self.timed_out:
@@ -252,7 +335,10 @@ class SandboxedExecute(NotesTimeouts, Execute):
         finally:
             nb.cells.pop()
         parts = evidence_parts(cell.outputs, request["nonce"])
-        if died:
+        limit = self._limit_hit()
+        if limit:
+            reason = f"{limit} while your functions were tested"
+        elif died:
             reason = f"{died} while your functions were tested"
         elif self.timed_out:
             reason = f"testing your functions took longer than {self.probe_timeout} s"

@@ -88,6 +88,17 @@ def _app(setup: CourseSetup):
     return _APPS[setup]
 
 
+def machine_problem(setup: CourseSetup) -> str | None:
+    """Why this machine cannot grade ``setup`` with the course's settings (sandbox, limits), or None.
+
+    A grading service calls it once before its first submission, as
+    ``nbgrader autograde`` does, and stops with the message when there is one.
+    """
+    from grader.engine.preflight import machine_problem as problem_with
+
+    return problem_with(_app(setup))
+
+
 def grade_submission(setup: CourseSetup, student: str) -> GradingResult:
     """Autograde ``student``'s submission of ``setup.assignment`` in this process.
 

@@ -20,6 +20,7 @@ Both notes end up in the feedback, via the notebook's metadata, which
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbconvert.exporters import NotebookExporter
@@ -29,6 +30,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from grader.course import active_coursedir, nbgrader_meta
+from grader.engine.preflight import before_first_submission
 
 NOTE_KEY = "unet_grader"
 
@@ -97,7 +99,16 @@ def read_submission(text: str) -> NotebookNode:
 
 
 class SubmissionExporter(NotebookExporter):
-    """nbgrader's notebook exporter, reading whatever the student handed in."""
+    """nbgrader's notebook exporter, reading whatever the student handed in.
+
+    nbgrader's converter builds it once per run, before the first submission:
+    the one moment when a machine that cannot grade can stop the run before
+    any student's files or grades are touched (``preflight``).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        before_first_submission(self.parent)
 
     def from_file(self, file_stream, resources=None, **kw):
         try:

@@ -30,7 +30,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from grader.course import ASSIGNMENT, ROOT, gradebook_url, make_alembic_findable, step_folder
-from grader.engine.grading import CourseSetup, GradingResult, grade_submission
+from grader.engine.grading import CourseSetup, GradingResult, grade_submission, machine_problem
 
 # What a worker's task returns: the engine's own result for one submission.
 Outcome = GradingResult
@@ -97,9 +97,10 @@ def _dask(setup: CourseSetup, students: list[str], address: str) -> Iterator[Out
 
 
 def check_ready(setup: CourseSetup) -> None:
-    """Stop with a clear message when the gradebook does not know the assignment yet.
+    """Stop with a clear message when the gradebook does not know the assignment yet, or the machine cannot grade.
 
-    Workers would otherwise race to create it.
+    Workers would otherwise race to create the assignment, or each report the
+    same broken sandbox for every student.
     """
     from nbgrader.api import Gradebook, MissingEntry
     from sqlalchemy.engine import make_url
@@ -115,6 +116,9 @@ def check_ready(setup: CourseSetup) -> None:
         except MissingEntry:
             raise SystemExit(f"The gradebook {setup.db_url} has no assignment '{setup.assignment}'. Run "
                              f"`nbgrader generate_assignment {setup.assignment}` with this --db first.") from None
+    problem = machine_problem(setup)
+    if problem is not None:
+        raise SystemExit(problem)
 
 
 def autograde_class(setup: CourseSetup, students: list[str], workers: int = 1, dask: str | None = None,
