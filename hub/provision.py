@@ -130,7 +130,9 @@ c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
     (student / "jupyter_server_config.py").write_text(f'''"""A student's server (written by `python -m hub`)."""
 c = get_config()  # noqa: F821
 c.ServerApp.jpserver_extensions = {{
-    "nbgrader.server_extensions.assignment_list": True,
+    # Loaded by unet_hub.assignment_list, which gives its messages in plain words.
+    "nbgrader.server_extensions.assignment_list": False,
+    "unet_hub.assignment_list": True,
     "nbgrader.server_extensions.course_list": True,
     "nbgrader.server_extensions.formgrader": False,
     # Replaced by one that runs in a child process with a time limit.
