@@ -78,7 +78,7 @@ c.JupyterHub.load_roles = [
 # and for instructors, who hold these scopes, the course service.
 c.Spawner.server_token_scopes = [
     "users:activity!user", "access:servers!server", "read:users:name!user", "read:users:groups!user",
-    "list:services", f"read:services!service={course}", f"access:services!service={course}",
+    "list:services", f"read:services!service={course}",
 ]
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = [str(env_bin / "jupyterhub-singleuser")]
@@ -88,7 +88,7 @@ c.Spawner.notebook_dir = "~"
 c.Spawner.env_keep = ["LANG", "LC_ALL"]
 c.Spawner.environment = {
     "PATH": f"{env_bin}:/usr/local/bin:/usr/bin:/bin",
-    "PYTHONPATH": str(hub.lib),
+    "PYTHONPATH": hub.pythonpath("student"),
     "JUPYTER_CONFIG_PATH": hub.config_path("student"),
     "CARLA_DATA_DIR": str(hub.data),
     "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -111,7 +111,7 @@ c.JupyterHub.services = [
         "environment": {
             "JUPYTERHUB_DEFAULT_URL": "/lab",
             "PATH": f"{env_bin}:/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": str(hub.lib),
+            "PYTHONPATH": hub.pythonpath("grader"),
             "JUPYTER_CONFIG_PATH": hub.config_path("grader"),
             "CARLA_DATA_DIR": str(hub.data),
             "TF_CPP_MIN_LOG_LEVEL": "3",

@@ -124,6 +124,11 @@ class HubLayout:
         """``JUPYTER_CONFIG_PATH`` for a student's server or the course service: its own folder, then the common one."""
         return os.pathsep.join([str(self.config / role), str(self.config / "common")])
 
+    def pythonpath(self, role: str) -> str:
+        """``PYTHONPATH`` of a student's server (with Validate's modules) or of the course service."""
+        paths = [str(self.lib)] + ([str(self.lib / "validate")] if role == "student" else [])
+        return os.pathsep.join(paths)
+
     # -- saving --------------------------------------------------------
     def save(self) -> Path:
         path = self.state / "hub.json"

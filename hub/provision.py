@@ -21,6 +21,13 @@ from hub.layout import ASSIGNMENT, HubLayout
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
+# The part of the grading engine that Validate needs in a student's server:
+# no checks, no hidden tests, nothing students may not read.
+VALIDATE_MODULES = [
+    "grader/__init__.py", "grader/engine/__init__.py", "grader/engine/validate.py",
+    "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
+    "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
+]
 
 
 class SetupError(RuntimeError):
@@ -80,7 +87,14 @@ def make_state(layout: HubLayout, data: Path) -> None:
     package = layout.lib / "unet_hub"
     shutil.rmtree(package, ignore_errors=True)
     shutil.copytree(STUDENT_PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "grader" / "validate.py", package / "grader_validate.py")
+    # Validate's hardening for students' servers: only these modules of the
+    # grading engine, kept apart from unet_hub (the course service must import
+    # the whole engine from the course folder).
+    validate = layout.lib / "validate"
+    shutil.rmtree(validate, ignore_errors=True)
+    for module in VALIDATE_MODULES:
+        (validate / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / module, validate / module)
     _tree_mode(layout.lib, 0o755, 0o644)
     if not (layout.data / "CameraRGB").is_dir():
         if not (data / "CameraRGB").is_dir():
@@ -98,7 +112,7 @@ def write_config(layout: HubLayout) -> None:
     common, student, grader = (layout.config / name for name in ("common", "student", "grader"))
     for folder in (common, student / "labconfig", grader / "labconfig"):
         folder.mkdir(parents=True, exist_ok=True)
-    (common / "nbgrader_config.py").write_text(f'''"""The exchange and the roster, the same for every account (written by `python -m hub`)."""
+    (common / "nbgrader_config.py").write_text(f'''"""Exchange and roster, for every account (by python -m hub)."""
 from unet_hub.exchange import configure
 
 c = get_config()  # noqa: F821
@@ -110,10 +124,10 @@ c.Authenticator.plugin_class = "unet_hub.roster.HubGroupsPlugin"
 # A submission without the released notebook (renamed, deleted) is refused, with the reason.
 c.ExchangeSubmit.strict = True
 ''')
-    (student / "nbgrader_config.py").write_text(f'''"""Validate in a student's server, as `nbgrader validate` in the course folder (written by `python -m hub`)."""
+    (student / "nbgrader_config.py").write_text(f'''"""Validate in a student's server (by python -m hub)."""
 import os
 
-from unet_hub.grader_validate import install
+from grader.engine.validate import install
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 c = get_config()  # noqa: F821
@@ -123,6 +137,15 @@ c.Execute.timeout = {course_config.Execute.timeout!r}
 # Well inside the Validate button's own limit, so the notebook's cells get the message.
 c.ValidateExecute.notebook_timeout = {max(30, layout.validate_seconds - 30)}
 install()
+''')
+    (grader / "nbgrader_config.py").write_text('''"""Grading on the hub (written by `python -m hub`)."""
+c = get_config()  # noqa: F821
+# Feedback shows each graded cell's result, not the source of its hidden tests.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
 ''')
     news_off = '''c.LabApp.news_url = None
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
@@ -140,7 +163,7 @@ c.ServerApp.jpserver_extensions = {{
     "unet_hub.validate_handler": True,
 }}
 {news_off}''')
-    (grader / "jupyter_server_config.py").write_text(f'''"""The course service (formgrader), run as the grader account (written by `python -m hub`)."""
+    (grader / "jupyter_server_config.py").write_text(f'''"""The course service, formgrader (by python -m hub)."""
 c = get_config()  # noqa: F821
 # JupyterHub 4.1+ forbids framing by default, and formgrader lives in a frame
 # of JupyterLab: without this its panel stays blank (nbgrader issue #1870).
@@ -192,7 +215,7 @@ def grader_env(layout: HubLayout) -> dict[str, str]:
     """The environment of nbgrader commands run as the grader account, as in the course service."""
     return {
         "PATH": f"{layout.env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": str(layout.lib),
+        "PYTHONPATH": layout.pythonpath("grader"),
         "JUPYTER_CONFIG_PATH": layout.config_path("grader"),
         "CARLA_DATA_DIR": str(layout.data),
         "TF_CPP_MIN_LOG_LEVEL": "3",

@@ -17,9 +17,9 @@ Here the exchange is laid out once by root (``python -m hub``):
 
 and these classes add:
 
-- ``PrivateSubmit``: a submission is made readable by its owner and the
-  grader's group only (folders 0750, files 0640), and a student can submit
-  only under their own login name.
+- ``PrivateSubmit``: a submission's folder is made readable by its owner and
+  the grader's group only (0750), and a student can submit only under their
+  own login name.
 - ``OwnerCheckedCollect``: a submission whose folder is not owned by the
   account its name claims is not collected (and the instructor is told).
 - ``ProvisionedRoot``: for every step, the exchange root must exist and be
@@ -45,7 +45,6 @@ from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import check_directory, get_username
 
-SUBMISSION_FILE = S_IRUSR | S_IWUSR | S_IRGRP
 SUBMISSION_DIR = S_IRUSR | S_IWUSR | S_IXUSR | S_IRGRP | S_IXGRP
 
 
@@ -70,10 +69,15 @@ class PrivateSubmit(ProvisionedRoot, ExchangeSubmit):
 
     def copy_files(self) -> None:
         super().copy_files()
-        # nbgrader leaves the folder 0777 and the files 0644; its random name
-        # and the unlistable inbound hide it meanwhile.
+        # nbgrader leaves the folder 0777 (its random name and the unlistable
+        # inbound hide it meanwhile).  The folder took the graders' group from
+        # inbound when it was made; files made in it later may not have (copying
+        # clears its set-group-id bit), so it is the folder that keeps others out.
         dest = os.path.join(self.inbound_path, self.assignment_filename)
-        self.set_perms(dest, fileperms=SUBMISSION_FILE, dirperms=SUBMISSION_DIR)
+        os.chmod(dest, SUBMISSION_DIR)
+        if os.stat(dest).st_gid != os.stat(self.inbound_path).st_gid:
+            self.fail("Your submission was saved, but the course's graders cannot read it: the exchange's inbound "
+                      "folder has lost its set-group-id bit. Please tell your instructor.")
         self.log.info("Only you and the course's graders can read this submission.")
 
 

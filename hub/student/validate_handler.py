@@ -47,7 +47,7 @@ async def validate(path: Path, seconds: int = SECONDS) -> dict:
         start_new_session=True)
     try:
         out, err = await asyncio.wait_for(process.communicate(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         return failure(f"Validate was stopped after {seconds} seconds: running {path.name} takes too long. "

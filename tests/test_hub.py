@@ -1,0 +1,334 @@
+"""The course on a real JupyterHub, with real unix accounts (the code `make hub` runs).
+
+One hub serves the whole module: instructor ``teacher``; students alice and
+bob (the browser round trip), carol (the other student whose work alice
+tries to reach), dave (bad input, Validate's hard cases); eve may log in but
+is on no roster.  Needs root (accounts), the hub environment (`make
+hub-deps`) and Debian's chromium; outside CI the module is skipped without
+them.  Screenshots and the hub's log go to reports/browser/hub/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.course import NOTEBOOK, ROOT, reference_solutions
+from grader.dev.examples import fill, solutions_for
+from hub.layout import ASSIGNMENT
+from tests.hub_harness import HUB_ENV, running_hub
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "hub"
+PROXY = ROOT / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
+MISSING = [why for why, missing in [
+    ("not root (the hub makes unix accounts)", os.geteuid() != 0),
+    ("no hub environment: `make hub-deps`", not (HUB_ENV / "bin" / "jupyterhub").exists()),
+    ("no configurable-http-proxy: `make hub-deps`", not PROXY.exists()),
+    ("no chromium: `make browser-deps`", CHROMIUM is None),
+] if missing]
+if MISSING and not os.environ.get("CI"):
+    pytest.skip("; ".join(MISSING), allow_module_level=True)
+
+COURSE = "unet-segmentation"
+SUCCESS = "Success! Your notebook passes all the tests."
+q = shlex.quote
+HIDDEN = ["BEGIN HIDDEN TESTS", "run_check", "grader.checks", "def check_"]
+
+
+@pytest.fixture(scope="module")
+def hub(small_data):
+    assert not MISSING, MISSING
+    with running_hub(small_data, students=["alice", "bob", "carol", "dave"], visitors=["eve"],
+                     artifacts=ARTIFACTS) as running:
+        yield running
+
+
+def name(hub, who: str) -> str:
+    return hub.layout.account(who)
+
+
+def release_notebook(hub) -> nbformat.NotebookNode:
+    return nbformat.read(hub.layout.exchange / COURSE / "outbound" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+
+
+def write_as(hub, who: str, relative: str, nb: nbformat.NotebookNode) -> Path:
+    """Save ``nb`` into a student's home as that student would (through their own server's contents API)."""
+    session = hub.login(name(hub, who))
+    response = session.server("PUT", f"api/contents/{relative}", json={"type": "notebook", "content": nb})
+    assert response.status_code in (200, 201), response.text
+    return Path(f"/home/{name(hub, who)}") / relative
+
+
+@pytest.fixture(scope="module")
+def carol_submitted(hub) -> Path:
+    """carol fetches and submits from a terminal; the path of her submission in the exchange."""
+    carol = name(hub, "carol")
+    assert hub.nbgrader_as(carol, "fetch_assignment", ASSIGNMENT).returncode == 0
+    folder = Path(f"/home/{carol}/{ASSIGNMENT}")
+    nbformat.write(fill(release_notebook(hub), reference_solutions()), folder / f"{NOTEBOOK}.ipynb")
+    result = hub.nbgrader_as(carol, "submit", ASSIGNMENT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [submission] = (hub.layout.exchange / COURSE / "inbound").glob(f"{carol}+{ASSIGNMENT}+*")
+    return submission
+
+
+@pytest.fixture(scope="module")
+def dave_fetched(hub) -> Path:
+    """dave has fetched the assignment in the Assignments tab; his assignment folder."""
+    dave = hub.login(name(hub, "dave"))
+    assert assignment_action(dave, "fetch")["success"]
+    folder = Path(f"/home/{name(hub, 'dave')}/{ASSIGNMENT}")
+    assert (folder / f"{NOTEBOOK}.ipynb").exists()
+    return folder
+
+
+# -- students are kept apart ---------------------------------------------------------------------------------
+
+def shell_as(hub, who: str, script: str):
+    return hub.as_user(name(hub, who), ["bash", "-c", script])
+
+
+def test_a_student_cannot_list_or_read_another_students_submission(hub, carol_submitted):
+    inbound = hub.layout.exchange / COURSE / "inbound"
+    listing = shell_as(hub, "alice", f"ls {inbound}")
+    assert listing.returncode != 0 and "Permission denied" in listing.stderr
+    # Even knowing the exact, random name (which she cannot list), alice cannot read it.
+    peek = shell_as(hub, "alice", f"cat {q(str(carol_submitted / 'unet.ipynb'))}; ls {q(str(carol_submitted))}")
+    assert "Permission denied" in peek.stderr and "conv_block" not in peek.stdout
+    assert oct(carol_submitted.stat().st_mode & 0o777) == "0o750"
+    # carol's home and her fetched copy are hers alone.
+    home = shell_as(hub, "alice", f"ls /home/{name(hub, 'carol')}")
+    assert home.returncode != 0 and "Permission denied" in home.stderr
+
+
+def test_a_student_cannot_read_the_course_the_gradebook_or_the_hidden_tests(hub):
+    course = hub.layout.course
+    secrets = [course / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", course / "gradebook.db",
+               course / "grader" / "engine" / "checks.py", ROOT / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb",
+               ROOT / "grader" / "engine" / "checks.py", hub.layout.logins, hub.layout.state / "hub.json"]
+    for path in secrets:
+        assert path.exists(), path
+        result = shell_as(hub, "alice", f"cat {path}")
+        assert result.returncode != 0 and "Permission denied" in result.stderr, path
+    # What every account may read holds no solution and no hidden test.
+    readable = "".join(p.read_text(errors="replace") for p in hub.layout.lib.rglob("*.py"))
+    readable += "".join(p.read_text(errors="replace") for p in hub.layout.config.rglob("*") if p.is_file())
+    for secret in [*HIDDEN, "### BEGIN SOLUTION", "Conv2DTranspose(n_filters"]:
+        assert secret not in readable, secret
+
+
+def test_a_student_cannot_change_the_released_assignment(hub):
+    outbound = hub.layout.exchange / COURSE / "outbound" / ASSIGNMENT
+    before = (outbound / f"{NOTEBOOK}.ipynb").read_bytes()
+    result = shell_as(hub, "alice", f"echo x > {outbound}/{NOTEBOOK}.ipynb; touch {outbound}/extra.py; "
+                                    f"rm -f {outbound}/test_utils.py; mkdir {hub.layout.exchange}/other-course")
+    assert result.stderr.count("Permission denied") == 4, result.stderr
+    assert (outbound / f"{NOTEBOOK}.ipynb").read_bytes() == before and (outbound / "test_utils.py").exists()
+
+
+def test_a_student_cannot_release_collect_or_autograde(hub):
+    alice = name(hub, "alice")
+    release = hub.nbgrader_as(alice, "release_assignment", ASSIGNMENT, "--force")
+    collect = hub.nbgrader_as(alice, "collect", ASSIGNMENT)
+    autograde = hub.nbgrader_as(alice, "autograde", ASSIGNMENT, f"--CourseDirectory.root={hub.layout.course}")
+    for result in (release, collect, autograde):
+        assert result.returncode != 0, result.stdout + result.stderr
+    assert "You don't have read permissions for the directory" in collect.stdout + collect.stderr
+    assert not (Path(f"/home/{alice}") / "submitted").exists()
+
+
+def test_a_student_cannot_submit_as_another_and_a_forgery_is_not_collected(hub, carol_submitted):
+    carol, dave = name(hub, "carol"), name(hub, "dave")
+    refused = hub.nbgrader_as(carol, "submit", ASSIGNMENT, f"--student={dave}")
+    assert refused.returncode != 0
+    assert f"you can only submit as yourself, not as '{dave}'" in refused.stdout + refused.stderr
+    # From a terminal carol can still make a folder in inbound with dave's name: collect must ignore it.
+    inbound = hub.layout.exchange / COURSE / "inbound"
+    forged = inbound / f"{dave}+{ASSIGNMENT}+2999-01-01 00:00:00.000000 UTC+forged"
+    made = shell_as(hub, "carol", f"mkdir {q(str(forged))} && cp -r /home/{carol}/{ASSIGNMENT}/* {q(str(forged))}/ "
+                                  f"&& chmod -R a+rX {q(str(forged))} && echo made")
+    assert "made" in made.stdout, made.stderr
+    collect = hub.grader("collect", ASSIGNMENT, f"--student={dave}")
+    assert f"claims to be {dave}'s submission but belongs to {carol}" in collect.stdout + collect.stderr
+    assert not (hub.layout.course / "submitted" / dave).exists()
+
+
+def test_through_the_hub_a_student_reaches_only_their_own_server(hub):
+    alice = hub.login(name(hub, "alice"))
+    carol = name(hub, "carol")
+    token = {"Authorization": f"token {alice.api_token()}"}
+    # The hub API: no list of users or groups, no other user, no joining the instructors.
+    assert alice.get("/hub/api/users", headers=token).status_code == 403
+    assert alice.get(f"/hub/api/users/{carol}", headers=token).status_code in (403, 404)
+    assert alice.get("/hub/api/groups", headers=token).status_code == 403
+    join = alice.http.post(f"{hub.url}/hub/api/groups/formgrade-{COURSE}/users", headers=token,
+                           json={"users": [name(hub, "alice")]}, timeout=30)
+    assert join.status_code in (403, 404)
+    # Another student's server, and the course service (formgrader), are closed to her.
+    other = alice.get(f"/user/{carol}/lab")
+    assert other.status_code in (403, 404) or "/user/" + carol not in other.url
+    formgrader = alice.get(f"/services/{COURSE}/formgrader")
+    assert formgrader.status_code == 403 or "Manage Assignments" not in formgrader.text
+    assert "Manage Assignments" not in formgrader.text
+    # Her file browser ends at her home folder.
+    # (Sent as is: an HTTP client would remove the dot segments itself.)
+    up = "%2E%2E"
+    for path in [up, f"{up}/{carol}", f"{up}/{up}{hub.layout.course}", f"{up}/{up}{hub.layout.exchange}"]:
+        status, body = alice.raw_get(f"/user/{name(hub, 'alice')}/api/contents/{path}")
+        assert status in (400, 403, 404), (path, status, body[:300])
+        assert carol not in body and "gradebook" not in body
+
+
+# -- Validate on the hub: an answer within the limit, never a hang, a 502 or broken JSON -------------------------
+
+def _variant(exercise: str, old: str, new: str) -> dict[str, str]:
+    code = reference_solutions()
+    assert code[exercise].count(old) == 1
+    return {**code, exercise: code[exercise].replace(old, new)}
+
+
+VALIDATE_CASES = {
+    "loop": _variant("conv_block", "def conv_block(", "while True:\n    pass\n\n\ndef conv_block("),
+    "asks_for_input": _variant("conv_block", "    if dropout_prob > 0:",
+                               "    input('rate? ')\n    if dropout_prob > 0:"),
+    "kernel_dies": _variant("upsampling_block", "    return conv", "    return conv\n\n\nimport os\nos._exit(3)"),
+}
+
+
+def test_validate_answers_each_hard_case_with_a_message(hub, dave_fetched):
+    dave = hub.login(name(hub, "dave"))
+    release = release_notebook(hub)
+    answers = {}
+    for case, code in VALIDATE_CASES.items():
+        path = f"{ASSIGNMENT}/{case}.ipynb"  # next to the modules the notebook imports
+        write_as(hub, "dave", path, fill(release, code))
+        started = time.monotonic()
+        response = dave.server("POST", "assignments/validate", data={"path": path}, timeout=400)
+        answers[case] = (response.status_code, response.json(), time.monotonic() - started)
+    for case, (status, answer, seconds) in answers.items():
+        assert status == 200 and seconds < hub.layout.validate_seconds + 20, (case, status, seconds)
+        assert answer["success"] is True, (case, answer)
+        assert answer["value"]["failed"], (case, answer)
+    # Validate wraps messages at 80 columns; compare them as running text.
+    errors = {case: " ".join(" ".join(cell["raw_error"] for cell in answer["value"]["failed"]).split())
+              for case, (_, answer, _) in answers.items()}
+    # The endless cell is interrupted at the cell limit, so the function after it was never defined.
+    assert errors["loop"].startswith("Check failed: conv_block is not defined."), errors["loop"]
+    assert "conv_block asks for input()" in errors["asks_for_input"], errors["asks_for_input"]
+    assert "the Python kernel stopped while running the cell that begins `def upsampling_block(" in errors[
+        "kernel_dies"], errors["kernel_dies"]
+
+
+def test_validate_of_a_missing_notebook_says_so(hub):
+    dave = hub.login(name(hub, "dave"))
+    answer = dave.server("POST", "assignments/validate", data={"path": "gone.ipynb"}).json()
+    assert answer == {"success": False, "value": "There is no notebook at gone.ipynb: was it renamed or deleted?"}
+
+
+def test_validate_that_outlasts_its_limit_is_stopped_with_a_message(tmp_path, small_data):
+    """The handler's own limit, without a hub: the child process (kernel included) is stopped and named."""
+    from hub.student.validate_handler import validate
+
+    path = tmp_path / "stuck.ipynb"
+    nbformat.write(fill(nbformat.read(ROOT / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4),
+                        VALIDATE_CASES["loop"]), path)
+    started = time.monotonic()
+    answer = asyncio.run(validate(path, seconds=3))
+    assert time.monotonic() - started < 15
+    assert answer["success"] is False
+    assert answer["value"].startswith("Validate was stopped after 3 seconds: running stuck.ipynb takes too long.")
+
+
+# -- bad input: a clear message, nothing lost ---------------------------------------------------------------------
+
+def assignment_action(session, action: str):
+    response = session.server("POST", f"assignments/{action}", data={"course_id": COURSE, "assignment_id": ASSIGNMENT})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_fetching_twice_keeps_the_students_work(hub, dave_fetched):
+    dave_name = name(hub, "dave")
+    dave = hub.login(dave_name)
+    notebook = Path(f"/home/{dave_name}/{ASSIGNMENT}/{NOTEBOOK}.ipynb")
+    work = fill(release_notebook(hub), solutions_for("bug_conv_block"))
+    write_as(hub, "dave", f"{ASSIGNMENT}/{NOTEBOOK}.ipynb", work)
+    before = notebook.read_bytes()
+    again = hub.nbgrader_as(dave_name, "fetch_assignment", ASSIGNMENT)
+    assert again.returncode != 0
+    assert "You already have a copy of the assignment in this directory: unet_segmentation" in again.stderr
+    assert assignment_action(dave, "fetch")["success"]  # the tab just lists again
+    assert notebook.read_bytes() == before
+
+
+@pytest.mark.parametrize("mistake", ["renamed", "deleted"])
+def test_submitting_without_the_notebook_is_refused_with_the_reason(hub, dave_fetched, mistake):
+    dave_name = name(hub, "dave")
+    dave = hub.login(dave_name)
+    folder = dave_fetched
+    inbound = hub.layout.exchange / COURSE / "inbound"
+    submissions_before = sorted(inbound.glob(f"{dave_name}+*"))
+    notebook = folder / f"{NOTEBOOK}.ipynb"
+    kept = notebook.read_bytes()
+    moved = folder / "unet_final.ipynb"
+    shell_as(hub, "dave", f"mv {notebook} {moved}" if mistake == "renamed" else f"mv {notebook} /home/{dave_name}/")
+    try:
+        answer = assignment_action(dave, "submit")
+        assert answer["success"] is False
+        assert answer["value"].startswith(
+            "Assignment unet_segmentation not submitted. There are missing notebooks"), answer
+        assert "unet.ipynb: MISSING" in answer["value"] and "Traceback" not in answer["value"]
+        if mistake == "renamed":
+            assert "unet_final.ipynb: EXTRA" in answer["value"]
+        assert sorted(inbound.glob(f"{dave_name}+*")) == submissions_before
+    finally:
+        away = moved if mistake == "renamed" else Path(f"/home/{dave_name}/{NOTEBOOK}.ipynb")
+        shell_as(hub, "dave", f"mv {away} {notebook}")
+    assert notebook.read_bytes() == kept
+
+
+def test_a_student_not_on_the_roster_is_told_so(hub):
+    eve_name = name(hub, "eve")
+    eve = hub.login(eve_name)
+    courses = eve.server("GET", "courses").json()
+    assert courses["success"] is False
+    assert courses["value"].startswith(f"You ({eve_name}) are not on the roster of any course on this hub")
+    # From a terminal of her server (which holds her hub token), nbgrader says the same.
+    fetch = hub.nbgrader_as(eve_name, "fetch_assignment", ASSIGNMENT, token=eve.api_token())
+    assert fetch.returncode != 0 and "You do not have access to this course." in fetch.stderr
+    assert not Path(f"/home/{eve_name}/{ASSIGNMENT}").exists()
+
+
+def test_a_late_submission_is_kept_and_marked_late(hub, carol_submitted):
+    carol = name(hub, "carol")
+    hub.grader("db", "assignment", "add", ASSIGNMENT, "--duedate=2000-01-01 00:00:00 UTC")
+    if True:
+        hub.grader("collect", ASSIGNMENT, f"--student={carol}", "--update")
+        timestamp = (hub.layout.course / "submitted" / carol / ASSIGNMENT / "timestamp.txt").read_text()
+        assert timestamp > "2000"
+        hub.grader("autograde", ASSIGNMENT, f"--student={carol}", "--force")
+        export = hub.grader("export", "--to=grades_late.csv")
+        assert export.returncode == 0
+        rows = (hub.layout.course / "grades_late.csv").read_text().splitlines()
+        header = rows[0].split(",")
+        [row] = [r.split(",") for r in rows[1:] if r.split(",")[header.index("student_id")] == carol]
+        assert float(row[header.index("score")]) == 100.0
+        assert row[header.index("duedate")].startswith("2000-01-01")
+        assert float(row[header.index("late_submission_penalty")]) == 0.0
+        assert row[header.index("timestamp")] > row[header.index("duedate")]
+
+
+def feedback_text(path: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", path.read_text()))
