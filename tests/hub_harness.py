@@ -88,11 +88,10 @@ class HubSession:
     def raw_get(self, path: str) -> tuple[int, str]:
         """GET ``path`` exactly as written (no dot segments removed), with this person's cookies."""
         connection = http.client.HTTPConnection("127.0.0.1", self.hub.layout.port, timeout=30)
-        cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies
-                            if path.startswith(c.path) or c.path == "/")
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies if c.name != "_xsrf")
         connection.request("GET", path, headers={"Cookie": cookies})
         response = connection.getresponse()
-        return response.status, response.read().decode(errors="replace")
+        return response.status, (response.getheader("Location") or "") + response.read().decode(errors="replace")
 
     def api_token(self) -> str:
         """A hub API token of this person, made as the hub's token page makes one."""
