@@ -84,6 +84,156 @@ def carol_submitted(hub) -> Path:
     return submission
 
 
+# -- the round trip in a real browser ---------------------------------------------------------------------------
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def log_in(page, hub, user: str) -> None:
+    """Through the hub's login page, as a student does; ends in JupyterLab."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.passwords[user])
+    page.click("#login_submit")
+    page.wait_for_url("**/lab**", timeout=180_000)
+    page.get_by_role("menuitem", name="Nbgrader").wait_for(timeout=180_000)
+
+
+def open_assignments(page) -> None:
+    page.get_by_role("menuitem", name="Nbgrader").click()
+    page.get_by_text("Assignment List", exact=True).click()
+    page.locator("#released_assignments_list_loading").wait_for(state="hidden", timeout=60_000)
+
+
+def fill_in_and_validate(page, hub, user: str, code: dict[str, str], shot: str) -> str:
+    """Open the fetched notebook, type ``code`` into its exercise cells, save, press Validate; the dialog's text."""
+    nb = release_notebook(hub)
+    exercises = {c.metadata.nbgrader["grade_id"]: i for i, c in enumerate(nb.cells)
+                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    fetched = page.locator("#fetched_assignments_list")
+    fetched.get_by_role("button", name=ASSIGNMENT).click()
+    fetched.get_by_role("link", name=NOTEBOOK, exact=True).click()
+    page.wait_for_function(
+        f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === {len(nb.cells)}", timeout=120_000)
+    page.get_by_text("| Idle").wait_for(timeout=120_000)
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    for exercise, index in exercises.items():
+        cells.nth(index).locator(".cm-content").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.insert_text(code[exercise])
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+S")
+    # Validate saves too; pressing it while this save is under way makes Lab ask about a changed file.
+    page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+    time.sleep(1)
+    page.get_by_role("tabpanel", name=f"{NOTEBOOK}.ipynb").get_by_title("Validate Assignment").click()
+    dialog = page.locator(".jp-Dialog", has_text="Validat")
+    try:
+        dialog.get_by_role("button", name="Ok").wait_for(timeout=(hub.layout.validate_seconds + 30) * 1000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / shot))
+    text = dialog.inner_text()
+    dialog.get_by_role("button", name="Ok").click()
+    return text
+
+
+def submit(page, times: int = 1) -> None:
+    page.get_by_role("tab", name="Assignments").click()
+    for _ in range(times):
+        before = page.locator("#submitted_assignments_list .list_item").count()
+        page.locator("#fetched_assignments_list .list_item button", has_text="Submit").first.click()
+        page.wait_for_function(
+            f"document.querySelectorAll('#submitted_assignments_list .list_item').length > {before}",
+            timeout=60_000)
+        time.sleep(1.1)  # submissions are told apart by their time stamp
+
+
+def student_work(page, hub, who: str, code: dict[str, str], submissions: int) -> str:
+    user = name(hub, who)
+    log_in(page, hub, user)
+    open_assignments(page)
+    page.locator("#released_assignments_list .list_item button", has_text="Fetch").click()
+    page.locator("#fetched_assignments_list .list_item").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / f"{who}_fetched.png"))
+    report = fill_in_and_validate(page, hub, user, code, f"{who}_validate.png")
+    submit(page, submissions)
+    page.screenshot(path=str(ARTIFACTS / f"{who}_submitted.png"))
+    return report
+
+
+def fetch_and_open_feedback(page, hub, who: str) -> str:
+    log_in(page, hub, name(hub, who))
+    open_assignments(page)
+    page.locator("#submitted_assignments_list .list_item button", has_text="Fetch Feedback").first.click()
+    link = page.locator("#submitted_assignments_list a", has_text="view feedback").first
+    link.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / f"{who}_feedback_fetched.png"))
+    # "view feedback" shows the feedback's folder in the file browser; the student opens the page there.
+    link.click()
+    page.locator(".jp-DirListing-item", has_text=f"{NOTEBOOK}.html").dblclick(timeout=30_000)
+    body = page.frame_locator(".jp-HTMLViewer iframe").locator("body")
+    body.get_by_text("Score:").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / f"{who}_feedback.png"))
+    return body.inner_text()
+
+
+def open_formgrader(page, hub) -> str:
+    log_in(page, hub, name(hub, "teacher"))
+    page.goto(f"{hub.url}/services/{COURSE}/lab")
+    page.get_by_role("menuitem", name="Nbgrader").click(timeout=180_000)
+    page.get_by_text("Formgrader", exact=True).click()
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("Manage Assignments").first.wait_for(timeout=60_000)
+    frame.get_by_text(ASSIGNMENT).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "teacher_formgrader.png"))
+    return frame.locator("body").inner_text()
+
+
+def test_round_trip_in_the_browser(hub):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            # Each person in a browser context of their own, as on their own computer.
+            def page():
+                return browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+
+            alice_report = student_work(page(), hub, "alice", reference_solutions(), submissions=2)
+            bob_report = student_work(page(), hub, "bob", solutions_for("bug_conv_block"), submissions=1)
+            alice = name(hub, "alice")
+            # The instructor collects, grades (in the sandbox, as nbgrader_config.py says) and returns feedback.
+            hub.grader("collect", ASSIGNMENT)
+            hub.grader("autograde", ASSIGNMENT)
+            hub.grader("generate_feedback", ASSIGNMENT)
+            hub.grader("release_feedback", ASSIGNMENT)
+            alice_feedback = fetch_and_open_feedback(page(), hub, "alice")
+            bob_feedback = fetch_and_open_feedback(page(), hub, "bob")
+            formgrader = open_formgrader(page(), hub)
+        finally:
+            browser.close()
+    assert SUCCESS in alice_report, alice_report
+    assert SUCCESS not in bob_report
+    assert "skip_connection must be the output of the last Conv2D (before pooling)" in " ".join(bob_report.split())
+    # alice's second submission is the one collected.
+    submissions = sorted((hub.layout.exchange / COURSE / "inbound").glob(f"{alice}+*"))
+    assert len(submissions) == 2
+    collected = (hub.layout.course / "submitted" / alice / ASSIGNMENT / "timestamp.txt").read_text()
+    assert collected == (submissions[-1] / "timestamp.txt").read_text()
+    assert "Score: 100.0 / 100.0" in alice_feedback
+    assert "Score: 70.0 / 100.0" in bob_feedback and "Score: 0.0 / 15.0" in bob_feedback
+    assert ("skip_connection must be the output of the last Conv2D (before pooling), got the output of MaxPooling2D"
+            in " ".join(bob_feedback.split()))
+    for secret in HIDDEN:
+        assert secret not in alice_feedback + bob_feedback, secret
+    # The assignment shows as released, with its two submissions (nbgrader's formgrader lists
+    # every released assignment it can see in the exchange).
+    row = next(line for line in formgrader.splitlines() if line.startswith(ASSIGNMENT))
+    assert "released" in row.split() and "2" in row.split(), row
+
+
 @pytest.fixture(scope="module")
 def dave_fetched(hub) -> Path:
     """dave has fetched the assignment in the Assignments tab; his assignment folder."""

@@ -9,7 +9,8 @@ added to the group, sees "No courses found" (nbgrader issues #1396, #1304).
 This plugin:
 
 - answers for the account whose token the server holds, or for any account
-  when the token may list users (the course service);
+  when the token may read users (the course service, which itself sees all
+  courses: its grader account is no hub user);
 - outside the hub (root's or the grader's command line) grants every course,
   as nbgrader does without JupyterHub, and adds nobody to a hub group;
 - never raises: a refused or failed hub call is logged with what to fix.
@@ -61,6 +62,9 @@ class HubGroupsPlugin(BaseAuthPlugin):
 
     def get_student_courses(self, student_id: str) -> list | None:
         if student_id == "*":
+            if os.environ.get("JUPYTERHUB_SERVICE_NAME"):
+                # The course service itself (formgrader): its account is not a hub user.
+                return None
             student_id = os.environ.get("JUPYTERHUB_USER", "")
         try:
             if not student_id:
