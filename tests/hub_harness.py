@@ -137,6 +137,12 @@ class RunningHub:
         """``nbgrader ARGS`` as the course's grader account, as an instructor runs it in the course service."""
         return provision.nbgrader_as_grader(self.layout, *args)
 
+    def restart(self, data: Path) -> None:
+        """Stop the hub and start it again as ``make hub`` would (set-up included), on the same state."""
+        _stop(self.process)
+        self.passwords = provision.setup(self.layout, data)
+        self.process = _start(self.layout, self.log)
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -153,6 +159,14 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"the hub did not start:\n{log.read_text(errors='replace')[-4000:]}")
         time.sleep(0.5)
+
+
+def _start(layout: HubLayout, log: Path) -> subprocess.Popen:
+    command, env = hub_command(layout)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, env=env, cwd=layout.hub_dir, stdout=out, stderr=subprocess.STDOUT)
+    _wait_until_up(layout.url, process, log)
+    return process
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -176,18 +190,16 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
                        service_port=service, prefix=f"uh{secrets.token_hex(2)}-", instructors=["teacher"],
                        students=students, visitors=visitors, account_tag=f"{TAG} pid={os.getpid()}",
                        validate_seconds=validate_seconds)
-    process = None
+    process = running = None
     log = state / "jupyterhub.log"
     try:
         passwords = provision.setup(layout, data)
-        command, env = hub_command(layout)
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, env=env, cwd=layout.hub_dir, stdout=out, stderr=subprocess.STDOUT)
-        _wait_until_up(layout.url, process, log)
-        yield RunningHub(layout, passwords, process, log)
+        process = _start(layout, log)
+        running = RunningHub(layout, passwords, process, log)
+        yield running
     finally:
         if process is not None:
-            _stop(process)
+            _stop(running.process if running else process)
         if artifacts is not None and log.exists():
             artifacts.mkdir(parents=True, exist_ok=True)
             shutil.copy(log, artifacts / "jupyterhub.log")

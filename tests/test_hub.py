@@ -153,6 +153,7 @@ def student_work(page, hub, who: str, code: dict[str, str], submissions: int) ->
     user = name(hub, who)
     log_in(page, hub, user)
     open_assignments(page)
+    assert page.get_by_text("Jupyter news").count() == 0  # the news pop-up is off
     page.locator("#released_assignments_list .list_item button", has_text="Fetch").click()
     page.locator("#fetched_assignments_list .list_item").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / f"{who}_fetched.png"))
@@ -286,6 +287,30 @@ def test_a_student_cannot_change_the_released_assignment(hub):
                                     f"rm -f {outbound}/test_utils.py; mkdir {hub.layout.exchange}/other-course")
     assert result.stderr.count("Permission denied") == 4, result.stderr
     assert (outbound / f"{NOTEBOOK}.ipynb").read_bytes() == before and (outbound / "test_utils.py").exists()
+
+
+def test_students_share_one_read_only_copy_of_the_data(hub):
+    alice = hub.login(name(hub, "alice"))
+    assert alice.server("GET", "api/status").ok
+    [server] = [pid for pid in os.listdir("/proc") if pid.isdigit() and _owner(pid) == name(hub, "alice")
+                and b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    variables = Path(f"/proc/{server}/environ").read_text().split("\0")
+    environ = dict(line.split("=", 1) for line in variables if "=" in line)
+    assert environ["CARLA_DATA_DIR"] == str(hub.layout.data)
+    assert len(list((hub.layout.data / "CameraRGB").glob("*.png"))) == 24
+    image = next((hub.layout.data / "CameraRGB").glob("*.png"))
+    result = shell_as(hub, "alice", f"head -c 8 {image} | od -c | head -1; touch {hub.layout.data}/x; "
+                                    f"echo spoiled >> {image}")
+    assert "P   N   G" in result.stdout and result.stderr.count("Permission denied") == 2, result
+
+
+def _owner(pid: str) -> str | None:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+    except (KeyError, OSError):
+        return None
 
 
 def test_a_student_cannot_release_collect_or_autograde(hub):
@@ -484,3 +509,21 @@ def test_a_late_submission_is_kept_and_marked_late(hub, carol_submitted):
 
 def feedback_text(path: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", path.read_text()))
+
+
+def test_stopping_and_starting_again_loses_nothing(hub, small_data):
+    """Runs last: the hub goes down and comes back as `make hub` brings it up, on the same state folder."""
+    alice = name(hub, "alice")
+    passwords = dict(hub.passwords)
+    before = hub.grader("export", "--to=before.csv")
+    hub.restart(small_data)
+    assert hub.passwords == passwords
+    hub.grader("export", "--to=after.csv")
+    assert before.returncode == 0
+    assert (hub.layout.course / "after.csv").read_text() == (hub.layout.course / "before.csv").read_text()
+    session = hub.login(alice)  # the same password still works, and her server starts again
+    listing = session.server("GET", "assignments", params={"course_id": COURSE}).json()
+    assert listing["success"], listing
+    statuses = {a["status"] for a in listing["value"]}
+    assert "submitted" in statuses and "fetched" in statuses, listing
+    assert (Path(f"/home/{alice}") / ASSIGNMENT / f"{NOTEBOOK}.ipynb").exists()
