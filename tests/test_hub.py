@@ -511,9 +511,9 @@ def feedback_text(path: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", path.read_text()))
 
 
-def test_stopping_and_starting_again_loses_nothing(hub, small_data):
+def test_stopping_and_starting_again_loses_nothing(hub, small_data, carol_submitted):
     """Runs last: the hub goes down and comes back as `make hub` brings it up, on the same state folder."""
-    alice = name(hub, "alice")
+    carol = name(hub, "carol")
     passwords = dict(hub.passwords)
     before = hub.grader("export", "--to=before.csv")
     hub.restart(small_data)
@@ -521,9 +521,10 @@ def test_stopping_and_starting_again_loses_nothing(hub, small_data):
     hub.grader("export", "--to=after.csv")
     assert before.returncode == 0
     assert (hub.layout.course / "after.csv").read_text() == (hub.layout.course / "before.csv").read_text()
-    session = hub.login(alice)  # the same password still works, and her server starts again
+    assert carol_submitted.exists()
+    session = hub.login(carol)  # the same password still works, and her server starts again
     listing = session.server("GET", "assignments", params={"course_id": COURSE}).json()
     assert listing["success"], listing
     statuses = {a["status"] for a in listing["value"]}
     assert "submitted" in statuses and "fetched" in statuses, listing
-    assert (Path(f"/home/{alice}") / ASSIGNMENT / f"{NOTEBOOK}.ipynb").exists()
+    assert (Path(f"/home/{carol}") / ASSIGNMENT / f"{NOTEBOOK}.ipynb").exists()
