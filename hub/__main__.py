@@ -49,6 +49,11 @@ def main(argv: list[str]) -> int:
     data = Path(os.environ.get("UNET_HUB_DATA", provision.ROOT / "data"))
     try:
         if command == "remove":
+            pid_file = layout.hub_dir / "jupyterhub.pid"
+            if pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists():
+                print(f"error: the hub of {layout.state} is running (pid {pid_file.read_text().strip()}); "
+                      "stop it first (Ctrl-C where it runs)", file=sys.stderr)
+                return 1
             for name in [layout.grader, *layout.login_accounts]:
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
