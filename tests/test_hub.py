@@ -10,13 +10,13 @@ them.  Screenshots and the hub's log go to reports/browser/hub/.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import os
 import re
 import shlex
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -387,13 +387,22 @@ VALIDATE_CASES = {
 def test_validate_answers_each_hard_case_with_a_message(hub, dave_fetched):
     dave = hub.login(name(hub, "dave"))
     release = release_notebook(hub)
-    answers = {}
+    answers, slowest_answer = {}, 0.0
     for case, code in VALIDATE_CASES.items():
         path = f"{ASSIGNMENT}/{case}.ipynb"  # next to the modules the notebook imports
         write_as(hub, "dave", path, fill(release, code))
         started = time.monotonic()
-        response = dave.server("POST", "assignments/validate", data={"path": path}, timeout=400)
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(dave.server, "POST", "assignments/validate", data={"path": path}, timeout=400)
+            # Meanwhile the student's server goes on answering (nbgrader's own handler blocks it).
+            while not running.done():
+                asked = time.monotonic()
+                assert dave.server("GET", "api/contents").ok
+                slowest_answer = max(slowest_answer, time.monotonic() - asked)
+                time.sleep(2)
+            response = running.result()
         answers[case] = (response.status_code, response.json(), time.monotonic() - started)
+    assert slowest_answer < 5, slowest_answer
     for case, (status, answer, seconds) in answers.items():
         assert status == 200 and seconds < hub.layout.validate_seconds + 20, (case, status, seconds)
         assert answer["success"] is True, (case, answer)
@@ -412,20 +421,6 @@ def test_validate_of_a_missing_notebook_says_so(hub):
     dave = hub.login(name(hub, "dave"))
     answer = dave.server("POST", "assignments/validate", data={"path": "gone.ipynb"}).json()
     assert answer == {"success": False, "value": "There is no notebook at gone.ipynb: was it renamed or deleted?"}
-
-
-def test_validate_that_outlasts_its_limit_is_stopped_with_a_message(tmp_path, small_data):
-    """The handler's own limit, without a hub: the child process (kernel included) is stopped and named."""
-    from hub.student.validate_handler import validate
-
-    path = tmp_path / "stuck.ipynb"
-    nbformat.write(fill(nbformat.read(ROOT / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4),
-                        VALIDATE_CASES["loop"]), path)
-    started = time.monotonic()
-    answer = asyncio.run(validate(path, seconds=3))
-    assert time.monotonic() - started < 15
-    assert answer["success"] is False
-    assert answer["value"].startswith("Validate was stopped after 3 seconds: running stuck.ipynb takes too long.")
 
 
 # -- bad input: a clear message, nothing lost ---------------------------------------------------------------------
