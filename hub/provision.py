@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pwd
 import shutil
 import stat
 from pathlib import Path
@@ -43,19 +44,12 @@ def _tree_mode(path: Path, dirs: int, files: int) -> None:
                 os.chmod(target, files)
 
 
-def _chown_tree(path: Path, user: str, group: str | None = None) -> None:
-    for dirpath, _, filenames in os.walk(path):
-        shutil.chown(dirpath, user, group or user)
-        for name in filenames:
-            os.chown(Path(dirpath, name), *_ids(user, group), follow_symlinks=False)
-
-
-def _ids(user: str, group: str | None) -> tuple[int, int]:
-    import grp
-    import pwd
-
+def _chown_tree(path: Path, user: str) -> None:
     entry = pwd.getpwnam(user)
-    return entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    for dirpath, _, filenames in os.walk(path):
+        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
+        for name in filenames:
+            os.chown(Path(dirpath, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 def protect_repository() -> None:
@@ -66,19 +60,25 @@ def protect_repository() -> None:
         print(f"  {ROOT} was open to every account (solutions, hidden tests): now closed to others")
 
 
-def check_environment(layout: HubLayout) -> None:
+def check_places(layout: HubLayout) -> None:
+    """The shared environment must exist, and what students use must lie outside this (closed) repository."""
     if not (layout.env / "bin" / "jupyterhub-singleuser").exists():
         raise SetupError(f"no hub environment at {layout.env}: run `make hub-deps` first")
+    for what, path in [("state folder", layout.state), ("hub environment", layout.env)]:
+        if path.resolve().is_relative_to(ROOT):
+            raise SetupError(f"the {what} {path} is inside this repository, which is closed to students: "
+                             "choose a place outside it (HUB_STATE, HUB_ENV)")
 
 
 def make_accounts(layout: HubLayout) -> None:
+    """The grader account and every login's account (see ``accounts.ensure_user``)."""
     accounts.ensure_user(layout.grader, layout.account_tag)
     for name in layout.login_accounts:
         accounts.ensure_user(name, layout.account_tag)
 
 
 def make_state(layout: HubLayout, data: Path) -> None:
-    """The state folder: open to traverse, with private parts for root and the grader account."""
+    """The state folder, open to traverse, with the modules every server loads and the data, read-only."""
     layout.state.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.state, 0o755)
     layout.hub_dir.mkdir(exist_ok=True)
@@ -242,7 +242,7 @@ def setup(layout: HubLayout, data: Path) -> dict[str, str]:
     """Everything but starting the hub; returns the demo logins (name -> password)."""
     if os.geteuid() != 0:
         raise SetupError("the hub makes unix accounts and runs servers as them: run it as root")
-    check_environment(layout)
+    check_places(layout)
     print(f"Setting up the course hub in {layout.state}")
     protect_repository()
     make_accounts(layout)
