@@ -35,6 +35,7 @@ import glob
 import os
 import pwd
 from stat import S_IRGRP, S_IRUSR, S_IWUSR, S_IXGRP, S_IXUSR
+from typing import TYPE_CHECKING, NoReturn
 
 from nbgrader.exchange.default.collect import ExchangeCollect, groupby
 from nbgrader.exchange.default.fetch_assignment import ExchangeFetchAssignment
@@ -50,6 +51,11 @@ SUBMISSION_DIR = S_IRUSR | S_IWUSR | S_IXUSR | S_IRGRP | S_IXGRP
 
 class ProvisionedRoot:
     """The exchange root is made by root at set-up; it only has to be there and readable."""
+
+    if TYPE_CHECKING:  # provided by nbgrader's Exchange, which every class below also derives from
+        root: str
+
+        def fail(self, msg: str) -> NoReturn: ...
 
     def ensure_root(self) -> None:
         if not check_directory(self.root, read=True, execute=True):

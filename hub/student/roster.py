@@ -76,7 +76,7 @@ class HubGroupsPlugin(BaseAuthPlugin):
             self.log.error("Could not ask the hub which courses %s is in (%s); if this says 403, the hub's "
                            "Spawner.server_token_scopes must include read:users:groups!user", student_id, error)
             return []
-        if user is None:
+        if not isinstance(user, dict):
             return []
         groups = user.get("groups", [])
         courses = {g.split("-", 1)[1] for g in groups if g.startswith((STUDENTS, GRADERS)) and "-" in g}
