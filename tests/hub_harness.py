@@ -93,6 +93,32 @@ class HubSession:
         response = connection.getresponse()
         return response.status, (response.getheader("Location") or "") + response.read().decode(errors="replace")
 
+    def terminal(self, script: str, timeout: float = 60) -> str:
+        """Type ``script`` into a new terminal of this person's server (as in JupyterLab) and return what it shows.
+
+        The script should end by printing ``TERMINAL-DONE``.
+        """
+        import websocket
+
+        created = self.server("POST", "api/terminals")
+        assert created.ok, created.text
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies if c.name != "_xsrf")
+        url = self.hub.url.replace("http", "ws", 1) + f"/user/{self.user}/terminals/websocket/{created.json()['name']}"
+        connection = websocket.create_connection(url, cookie=cookies, origin=self.hub.url, timeout=timeout)
+        shown = ""
+        try:
+            connection.send(json.dumps(["stdin", script + "\r"]))
+            deadline = time.monotonic() + timeout
+            # The shell echoes what is typed; the marker counts only once it comes back as output.
+            while shown.count("TERMINAL-DONE") < 2 and time.monotonic() < deadline:
+                message = json.loads(connection.recv())
+                if message[0] == "stdout":
+                    shown += message[1]
+        finally:
+            connection.close()
+            self.server("DELETE", f"api/terminals/{created.json()['name']}")
+        return shown
+
     def api_token(self) -> str:
         """A hub API token of this person, made as the hub's token page makes one."""
         response = self.http.post(f"{self.hub.url}/hub/api/users/{self.user}/tokens", json={"note": "test"},

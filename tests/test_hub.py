@@ -264,6 +264,18 @@ def test_a_student_cannot_list_or_read_another_students_submission(hub, carol_su
     assert home.returncode != 0 and "Permission denied" in home.stderr
 
 
+def test_in_a_terminal_of_her_server_a_student_is_herself_and_sees_no_one_elses_work(hub, carol_submitted):
+    alice = hub.login(name(hub, "alice"))
+    course = hub.layout.course
+    shown = alice.terminal(
+        f"id -un; ls {hub.layout.exchange / COURSE / 'inbound'}; cat {q(str(carol_submitted / 'unet.ipynb'))}; "
+        f"cat {course / 'notebooks' / ASSIGNMENT / 'unet.ipynb'}; cat {course / 'gradebook.db'}; "
+        f"ls /home/{name(hub, 'carol')}; echo TERMINAL-DONE")
+    assert f"\n{name(hub, 'alice')}\r" in shown, shown
+    assert shown.count("Permission denied") == 5, shown
+    assert "def conv_block" not in shown and "BEGIN SOLUTION" not in shown
+
+
 def test_a_student_cannot_read_the_course_the_gradebook_or_the_hidden_tests(hub):
     course = hub.layout.course
     secrets = [course / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", course / "gradebook.db",

@@ -1,12 +1,14 @@
 """Which courses an account belongs to, read from its JupyterHub groups, with clear messages.
 
-nbgrader's ``JupyterHubAuthPlugin`` has the same idea (the hub group
-``nbgrader-<course>`` is the roster; ``formgrade-<course>`` are its graders)
-but fails outside a user's server: the course service has no
-``JUPYTERHUB_USER``, so adding a student in formgrader, or ``nbgrader db
-student add`` from a terminal, ends in a traceback and the student, never
-added to the group, sees "No courses found" (nbgrader issues #1396, #1304).
-This plugin:
+nbgrader's ``JupyterHubAuthPlugin`` reads the roster from the hub group
+``nbgrader-<course>`` (``formgrade-<course>`` are its graders) but fails
+outside a student's server: in the course service it asks the hub about the
+service's own account, which is no hub user, so formgrader finds no course
+and shows the assignment as a draft it cannot release; on a command line
+without the hub's variables (``nbgrader db student add`` as the grader
+account) it ends in a traceback, and a student added that way is never put
+in the group and sees "No courses found" (nbgrader issues #1396, #1304).
+This subclass keeps its idea and replaces its three methods:
 
 - answers for the account whose token the server holds, or for any account
   when the token may read users (the course service, which itself sees all
@@ -24,7 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from nbgrader.auth.base import BaseAuthPlugin
+from nbgrader.auth.jupyterhub import JupyterHubAuthPlugin
 
 STUDENTS = "nbgrader-"
 GRADERS = "formgrade-"
@@ -57,8 +59,11 @@ def quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
 
-class HubGroupsPlugin(BaseAuthPlugin):
-    """The roster is the hub group ``nbgrader-<course>``; graders are ``formgrade-<course>``."""
+class HubGroupsPlugin(JupyterHubAuthPlugin):
+    """nbgrader's JupyterHub plug-in, with each of its three methods made to work wherever nbgrader runs.
+
+    The roster is the hub group ``nbgrader-<course>``; graders are ``formgrade-<course>``.
+    """
 
     def get_student_courses(self, student_id: str) -> list | None:
         if student_id == "*":
