@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 
-.PHONY: venv data demo test lint figures bench browser-deps sandbox-deps postgres-deps clean
+.PHONY: venv data demo test lint figures bench browser-deps sandbox-deps postgres-deps clean hub hub-deps hub-setup hub-remove
 
 venv: $(STAMP)
 
@@ -69,3 +69,37 @@ postgres-deps:
 
 clean:
 	rm -rf release submitted autograded feedback gradebook.db grades.csv reports
+
+# The course on a JupyterHub (README.md, "Running the course on JupyterHub").
+# Every account's server runs as that account, which cannot use .venv (its
+# Python lives in root's home), so the hub, the course service and every
+# student share a second environment built from the system's Python 3.11 in
+# HUB_ENV, readable by all.  The proxy comes from npm, pinned in hub/package-lock.json.
+HUB_STATE ?= /srv/unet-hub
+HUB_ENV ?= $(HUB_STATE)/env
+HUB_PYTHON ?= /usr/bin/python3.11
+HUB_STAMP := $(HUB_ENV)/.installed
+export UNET_HUB_STATE := $(HUB_STATE)
+export UNET_HUB_ENV := $(HUB_ENV)
+
+$(HUB_STAMP): requirements.txt hub/requirements.txt
+	umask 022 && $(HUB_PYTHON) -m venv $(HUB_ENV)
+	umask 022 && $(HUB_ENV)/bin/python -m pip install --quiet --upgrade pip
+	umask 022 && $(HUB_ENV)/bin/python -m pip install --quiet -r hub/requirements.txt
+	touch $@
+
+hub/node_modules/.package-lock.json: hub/package.json hub/package-lock.json
+	cd hub && npm ci --no-audit --no-fund --loglevel=error
+
+hub-deps: $(HUB_STAMP) hub/node_modules/.package-lock.json
+
+# Set up (accounts, course, exchange, release) and run the hub in the foreground; Ctrl-C stops it.
+hub: hub-deps data sandbox-deps
+	$(BIN)/python -m hub
+
+# The same set-up without starting the hub; hub-remove deletes the demo accounts and the state (not HUB_ENV).
+hub-setup: hub-deps data sandbox-deps
+	$(BIN)/python -m hub setup
+
+hub-remove: $(STAMP)
+	$(BIN)/python -m hub remove

@@ -1,0 +1,89 @@
+"""Unix accounts for the hub: every student and instructor is a real user.
+
+nbgrader's file exchange tells students apart by their unix user, and the
+single-user servers run as those users, so each login needs an account with
+a private home.  Accounts made here carry a tag in their comment field, and
+only tagged accounts are ever removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import subprocess
+from pathlib import Path
+
+
+class AccountError(RuntimeError):
+    """An account cannot be made or used as the hub needs."""
+
+
+def tag_of(name: str) -> str | None:
+    """The comment field of account ``name``, or None when there is no such account."""
+    try:
+        return pwd.getpwnam(name).pw_gecos
+    except KeyError:
+        return None
+
+
+def ensure_user(name: str, tag: str, groups: list[str] | None = None) -> pwd.struct_passwd:
+    """Create account ``name`` (home in /home, mode 0700) unless it exists with our ``tag``.
+
+    An existing account without the tag is somebody else's: refuse rather than hand it to the hub.
+    """
+    existing = tag_of(name)
+    if existing is None:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", tag, name],
+                       check=True, capture_output=True, text=True)
+    elif existing != tag:
+        raise AccountError(f"a unix account named {name!r} already exists and was not made for this hub "
+                           f"(its comment is {existing!r}); pick other names or remove it")
+    for group in groups or []:
+        subprocess.run(["usermod", "--append", "--groups", group, name], check=True, capture_output=True)
+    entry = pwd.getpwnam(name)
+    # Debian's default home mode lets other users look in; a student's work must stay private.
+    os.chmod(entry.pw_dir, 0o700)
+    return entry
+
+
+def remove_user(name: str, tag: str) -> bool:
+    """Delete account ``name`` and its home if it carries ``tag``; return whether it was removed."""
+    if tag_of(name) != tag:
+        return False
+    # --force: a server that has not quite stopped yet must not leave the account behind.
+    result = subprocess.run(["userdel", "--force", "--remove", name], capture_output=True, text=True)
+    if result.returncode not in (0, 12):  # 12: the home could not be removed (already gone)
+        raise AccountError(f"userdel {name} failed: {result.stderr.strip()}")
+    return True
+
+
+def tagged_users(prefix: str) -> list[str]:
+    """Accounts whose comment starts with ``prefix``."""
+    return [p.pw_name for p in pwd.getpwall() if p.pw_gecos.startswith(prefix)]
+
+
+def demo_passwords(path: Path, names: list[str]) -> dict[str, str]:
+    """Read the demo passwords kept at ``path`` (root only), adding a random one for each new name."""
+    passwords: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for name in names:
+        # Random, not fixed: a try-out hub reachable by others must not share a known password.
+        passwords.setdefault(name, secrets.token_urlsafe(9))
+    path.write_text(json.dumps(passwords, indent=2) + "\n")
+    path.chmod(0o600)
+    return {name: passwords[name] for name in names}
+
+
+def run_as(user: str, command: list[str], *, cwd: Path, env: dict[str, str],
+           timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``command`` as unix ``user`` (root only), with exactly ``env`` as its environment."""
+    entry = pwd.getpwnam(user)
+    full_env = {"HOME": entry.pw_dir, "USER": user, "LOGNAME": user, "SHELL": "/bin/bash", **env}
+    result = subprocess.run(command, cwd=cwd, env=full_env, user=entry.pw_uid, group=entry.pw_gid,
+                            extra_groups=os.getgrouplist(user, entry.pw_gid), umask=0o022,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AccountError(f"{' '.join(command[:4])} ... as {user} failed ({result.returncode}):\n"
+                           f"{result.stdout}{result.stderr}")
+    return result

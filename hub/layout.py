@@ -1,0 +1,156 @@
+"""Where a course hub keeps everything, and who its accounts are.
+
+One ``HubLayout`` describes one hub: its state folder (hub database, cookie
+secret, gradebook and course folder, exchange, data, configuration), the
+shared Python environment every account runs, the ports, and the accounts.
+``python -m hub`` writes it to ``<state>/hub.json``; ``jupyterhub_config.py``
+reads it back, so the hub and the set-up never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+COURSE_ID = "unet-segmentation"
+ASSIGNMENT = "unet_segmentation"
+DEFAULT_STATE = Path("/srv/unet-hub")
+
+
+@dataclass
+class HubLayout:
+    """One hub's folders, ports and accounts."""
+
+    state: Path
+    env: Path
+    port: int = 8000
+    hub_api_port: int = 8081
+    proxy_api_port: int = 8001
+    service_port: int = 9999
+    # Prepended to every account name, so tests can make throw-away accounts
+    # that cannot collide with real ones.
+    prefix: str = ""
+    instructors: list[str] = field(default_factory=lambda: ["instructor"])
+    students: list[str] = field(default_factory=lambda: ["student1", "student2", "student3"])
+    # Accounts that may log in but are not on the course's roster (a teaching
+    # assistant of another course, a student who dropped): tests use them.
+    visitors: list[str] = field(default_factory=list)
+    # Written into each account's comment field; `python -m hub remove` deletes only such accounts.
+    account_tag: str = "unet-hub demo account"
+    validate_seconds: int = 120
+
+    # -- names ---------------------------------------------------------
+    @property
+    def course_id(self) -> str:
+        return COURSE_ID
+
+    @property
+    def grader(self) -> str:
+        """The unix account that runs the course service (formgrader) and owns the course folder."""
+        return f"{self.prefix}grader-{COURSE_ID}"
+
+    def account(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    @property
+    def instructor_accounts(self) -> list[str]:
+        return [self.account(n) for n in self.instructors]
+
+    @property
+    def student_accounts(self) -> list[str]:
+        return [self.account(n) for n in self.students]
+
+    @property
+    def visitor_accounts(self) -> list[str]:
+        return [self.account(n) for n in self.visitors]
+
+    @property
+    def login_accounts(self) -> list[str]:
+        """Everyone who may log in to the hub."""
+        return self.instructor_accounts + self.student_accounts + self.visitor_accounts
+
+    @property
+    def students_group(self) -> str:
+        """The hub group nbgrader's JupyterHub plugin reads as the roster."""
+        return f"nbgrader-{COURSE_ID}"
+
+    @property
+    def instructors_group(self) -> str:
+        """The hub group whose members may open the course service (formgrader)."""
+        return f"formgrade-{COURSE_ID}"
+
+    # -- folders -------------------------------------------------------
+    @property
+    def course(self) -> Path:
+        """The nbgrader course root: source, release, submitted, autograded, feedback, gradebook."""
+        return self.state / "course"
+
+    @property
+    def exchange(self) -> Path:
+        return self.state / "exchange"
+
+    @property
+    def data(self) -> Path:
+        """The course's images, read-only for everyone (``CARLA_DATA_DIR``)."""
+        return self.state / "data"
+
+    @property
+    def lib(self) -> Path:
+        """Python modules every account's server imports (no solutions, no hidden tests)."""
+        return self.state / "lib"
+
+    @property
+    def config(self) -> Path:
+        """Jupyter and nbgrader configuration: common/, student/ and grader/."""
+        return self.state / "config"
+
+    @property
+    def hub_dir(self) -> Path:
+        """JupyterHub's own files (database, cookie secret, proxy pid), root only."""
+        return self.state / "jupyterhub"
+
+    @property
+    def logins(self) -> Path:
+        """The demo passwords, root only."""
+        return self.hub_dir / "demo-logins.json"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config_path(self, role: str) -> str:
+        """``JUPYTER_CONFIG_PATH`` for a student's server or the course service: its own folder, then the common one."""
+        return os.pathsep.join([str(self.config / role), str(self.config / "common")])
+
+    def pythonpath(self, role: str) -> str:
+        """``PYTHONPATH`` of a student's server (with Validate's modules) or of the course service."""
+        paths = [str(self.lib)] + ([str(self.lib / "validate")] if role == "student" else [])
+        return os.pathsep.join(paths)
+
+    # -- saving --------------------------------------------------------
+    def save(self) -> Path:
+        path = self.state / "hub.json"
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        path.chmod(0o600)
+        return path
+
+    @classmethod
+    def load(cls, state: Path) -> HubLayout:
+        data = json.loads((state / "hub.json").read_text())
+        data["state"], data["env"] = Path(data["state"]), Path(data["env"])
+        return cls(**data)
+
+    @classmethod
+    def from_environment(cls) -> HubLayout:
+        """The layout ``make hub`` asks for: ``UNET_HUB_STATE``, ``UNET_HUB_ENV``, ``UNET_HUB_PORT``."""
+        state = Path(os.environ.get("UNET_HUB_STATE", DEFAULT_STATE)).resolve()
+        env = Path(os.environ.get("UNET_HUB_ENV", state / "env")).resolve()
+        port = int(os.environ.get("UNET_HUB_PORT", "8000"))
+        if (state / "hub.json").exists():
+            saved = cls.load(state)
+            saved.env, saved.port = env, port
+            return saved
+        return cls(state=state, env=env, port=port)

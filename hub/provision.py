@@ -1,0 +1,256 @@
+"""Set up (or bring up to date) everything a course hub needs, as root; every step can run again.
+
+``setup(layout, data)`` makes the unix accounts, the state folder (course
+folder, exchange, data, configuration), the gradebook's roster, and releases
+the assignment if it is not released yet.  Nothing that students or
+instructors made is touched: homes, submissions, grades and the hub's
+database stay as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pwd
+import shutil
+import stat
+from pathlib import Path
+
+from hub import accounts
+from hub.layout import ASSIGNMENT, HubLayout
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
+# The part of the grading engine that Validate needs in a student's server:
+# no checks, no hidden tests, nothing students may not read.
+VALIDATE_MODULES = [
+    "grader/__init__.py", "grader/engine/__init__.py", "grader/engine/validate.py",
+    "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
+    "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
+]
+
+
+class SetupError(RuntimeError):
+    """The hub cannot be set up; the message says what to do."""
+
+
+def _tree_mode(path: Path, dirs: int, files: int) -> None:
+    for dirpath, _, filenames in os.walk(path):
+        os.chmod(dirpath, dirs)
+        for name in filenames:
+            target = Path(dirpath, name)
+            if not target.is_symlink():
+                os.chmod(target, files)
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    for dirpath, _, filenames in os.walk(path):
+        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
+        for name in filenames:
+            os.chown(Path(dirpath, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def protect_repository() -> None:
+    """Close this repository to other accounts: it holds the solutions and the hidden tests."""
+    mode = stat.S_IMODE(ROOT.stat().st_mode)
+    if mode & 0o007:
+        os.chmod(ROOT, mode & ~0o007)
+        print(f"  {ROOT} was open to every account (solutions, hidden tests): now closed to others")
+
+
+def check_places(layout: HubLayout) -> None:
+    """The shared environment must exist, and what students use must lie outside this (closed) repository."""
+    if not (layout.env / "bin" / "jupyterhub-singleuser").exists():
+        raise SetupError(f"no hub environment at {layout.env}: run `make hub-deps` first")
+    for what, path in [("state folder", layout.state), ("hub environment", layout.env)]:
+        if path.resolve().is_relative_to(ROOT):
+            raise SetupError(f"the {what} {path} is inside this repository, which is closed to students: "
+                             "choose a place outside it (HUB_STATE, HUB_ENV)")
+
+
+def make_accounts(layout: HubLayout) -> None:
+    """The grader account and every login's account (see ``accounts.ensure_user``)."""
+    accounts.ensure_user(layout.grader, layout.account_tag)
+    for name in layout.login_accounts:
+        accounts.ensure_user(name, layout.account_tag)
+
+
+def make_state(layout: HubLayout, data: Path) -> None:
+    """The state folder, open to traverse, with the modules every server loads and the data, read-only."""
+    layout.state.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.state, 0o755)
+    layout.hub_dir.mkdir(exist_ok=True)
+    os.chmod(layout.hub_dir, 0o700)
+    # Students import these; they hold no solution and no hidden test.
+    package = layout.lib / "unet_hub"
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(STUDENT_PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    # Validate's hardening for students' servers: only these modules of the
+    # grading engine, kept apart from unet_hub (the course service must import
+    # the whole engine from the course folder).
+    validate = layout.lib / "validate"
+    shutil.rmtree(validate, ignore_errors=True)
+    for module in VALIDATE_MODULES:
+        (validate / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / module, validate / module)
+    _tree_mode(layout.lib, 0o755, 0o644)
+    if not (layout.data / "CameraRGB").is_dir():
+        if not (data / "CameraRGB").is_dir():
+            raise SetupError(f"no data at {data} (CameraRGB/, CameraMask/): run `make data` first")
+        shutil.copytree(data, layout.data, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+    # One read-only copy for everyone instead of one per student.
+    _tree_mode(layout.data, 0o755, 0o644)
+
+
+def write_config(layout: HubLayout) -> None:
+    """Jupyter and nbgrader settings: common (exchange, roster), student (Validate), grader (formgrader)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course_config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    common, student, grader = (layout.config / name for name in ("common", "student", "grader"))
+    for folder in (common, student / "labconfig", grader / "labconfig"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (common / "nbgrader_config.py").write_text(f'''"""Exchange and roster, for every account (by python -m hub)."""
+from unet_hub.exchange import configure
+
+c = get_config()  # noqa: F821
+configure(c)
+c.Exchange.root = {str(layout.exchange)!r}
+c.CourseDirectory.course_id = {layout.course_id!r}
+# The roster is the hub group nbgrader-{layout.course_id}; graders are formgrade-{layout.course_id}.
+c.Authenticator.plugin_class = "unet_hub.roster.HubGroupsPlugin"
+# A submission without the released notebook (renamed, deleted) is refused, with the reason.
+c.ExchangeSubmit.strict = True
+''')
+    (student / "nbgrader_config.py").write_text(f'''"""Validate in a student's server (by python -m hub)."""
+import os
+
+from grader.engine.validate import install
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+c = get_config()  # noqa: F821
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = {course_config.IgnorePattern.pattern!r}
+c.Execute.timeout = {course_config.Execute.timeout!r}
+# Well inside the Validate button's own limit, so the notebook's cells get the message.
+c.ValidateExecute.notebook_timeout = {max(30, layout.validate_seconds - 30)}
+install()
+''')
+    (grader / "nbgrader_config.py").write_text('''"""Grading on the hub (written by `python -m hub`)."""
+c = get_config()  # noqa: F821
+# Feedback shows each graded cell's result, not the source of its hidden tests.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+''')
+    news_off = '''c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
+'''
+    (student / "jupyter_server_config.py").write_text(f'''"""A student's server (written by `python -m hub`)."""
+c = get_config()  # noqa: F821
+c.ServerApp.jpserver_extensions = {{
+    # Loaded by unet_hub.assignment_list, which gives its messages in plain words.
+    "nbgrader.server_extensions.assignment_list": False,
+    "unet_hub.assignment_list": True,
+    "nbgrader.server_extensions.course_list": True,
+    "nbgrader.server_extensions.formgrader": False,
+    # Replaced by one that runs in a child process with a time limit.
+    "nbgrader.server_extensions.validate_assignment": False,
+    "unet_hub.validate_handler": True,
+}}
+{news_off}''')
+    (grader / "jupyter_server_config.py").write_text(f'''"""The course service, formgrader (by python -m hub)."""
+c = get_config()  # noqa: F821
+# JupyterHub 4.1+ forbids framing by default, and formgrader lives in a frame
+# of JupyterLab: without this its panel stays blank (nbgrader issue #1870).
+c.ServerApp.tornado_settings = {{"headers": {{"Content-Security-Policy": "frame-ancestors 'self'"}}}}
+{news_off}''')
+    news = "@jupyterlab/apputils-extension:announcements"
+    (student / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": {
+        news: True, "@jupyter/nbgrader:formgrader": True, "@jupyter/nbgrader:create-assignment": True}}, indent=2))
+    (grader / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": {news: True}}, indent=2))
+    _tree_mode(layout.config, 0o755, 0o644)
+
+
+def make_course(layout: HubLayout) -> None:
+    """The course folder, owned by the grader account and closed to everyone else."""
+    layout.course.mkdir(exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+    # The grading code always comes fresh from this repository.
+    shutil.copy(ROOT / "nbgrader_config.py", layout.course / "nbgrader_config.py")
+    shutil.rmtree(layout.course / "grader", ignore_errors=True)
+    shutil.copytree(ROOT / "grader", layout.course / "grader", ignore=ignore)
+    # The source notebooks only the first time: an instructor may edit them in
+    # the course service, and `python -m hub release` releases their version.
+    if not (layout.course / "notebooks").exists():
+        shutil.copytree(ROOT / "notebooks", layout.course / "notebooks", symlinks=True, ignore=ignore)
+    # The notebooks' links point at the top-level modules.
+    for module in ROOT.glob("*.py"):
+        if module.name != "nbgrader_config.py":
+            shutil.copy(module, layout.course / module.name)
+    with open(layout.course / "roster.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id"])
+        writer.writerows([name] for name in layout.student_accounts)
+    _chown_tree(layout.course, layout.grader)
+    os.chmod(layout.course, 0o700)
+
+
+def make_exchange(layout: HubLayout) -> None:
+    """The exchange as ``unet_hub.exchange`` expects it (see there why)."""
+    course = layout.exchange / layout.course_id
+    for path, mode in [(layout.exchange, 0o755), (course, 0o755), (course / "outbound", 0o755),
+                       (course / "inbound", 0o2733), (course / "feedback", 0o711)]:
+        path.mkdir(exist_ok=True)
+        if path != layout.exchange:
+            shutil.chown(path, layout.grader, layout.grader)
+        os.chmod(path, mode)
+
+
+def grader_env(layout: HubLayout) -> dict[str, str]:
+    """The environment of nbgrader commands run as the grader account, as in the course service."""
+    return {
+        "PATH": f"{layout.env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": layout.pythonpath("grader"),
+        "JUPYTER_CONFIG_PATH": layout.config_path("grader"),
+        "CARLA_DATA_DIR": str(layout.data),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+
+
+def nbgrader_as_grader(layout: HubLayout, *args: str, timeout: float = 900):
+    """``nbgrader ARGS`` as the grader account in the course folder."""
+    return accounts.run_as(layout.grader, [str(layout.env / "bin" / "python"), "-m", "nbgrader", *args],
+                           cwd=layout.course, env=grader_env(layout), timeout=timeout)
+
+
+def release(layout: HubLayout, force: bool = False) -> bool:
+    """Enrol the roster in the gradebook and release the assignment unless already released."""
+    nbgrader_as_grader(layout, "db", "student", "import", "roster.csv")
+    if (layout.exchange / layout.course_id / "outbound" / ASSIGNMENT).is_dir() and not force:
+        return False
+    nbgrader_as_grader(layout, "generate_assignment", ASSIGNMENT, "--force")
+    nbgrader_as_grader(layout, "release_assignment", ASSIGNMENT, "--force")
+    return True
+
+
+def setup(layout: HubLayout, data: Path) -> dict[str, str]:
+    """Everything but starting the hub; returns the demo logins (name -> password)."""
+    if os.geteuid() != 0:
+        raise SetupError("the hub makes unix accounts and runs servers as them: run it as root")
+    check_places(layout)
+    print(f"Setting up the course hub in {layout.state}")
+    protect_repository()
+    make_accounts(layout)
+    make_state(layout, data)
+    layout.save()
+    write_config(layout)
+    make_course(layout)
+    make_exchange(layout)
+    released = release(layout)
+    print(f"  {ASSIGNMENT}: {'released' if released else 'already released'}")
+    return accounts.demo_passwords(layout.logins, layout.login_accounts)

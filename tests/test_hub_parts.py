@@ -1,0 +1,74 @@
+"""Parts of the course hub that need no hub, no root and no other accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import nbformat
+
+from grader.course import NOTEBOOK, ROOT, reference_solutions
+from grader.dev.examples import fill
+from hub.layout import HubLayout
+from hub.student.assignment_list import plain_message
+from hub.student.validate_handler import validate
+
+
+def test_a_layout_comes_back_as_it_was_saved(tmp_path):
+    layout = HubLayout(state=tmp_path, env=tmp_path / "env", port=1234, prefix="t-", students=["a", "b"],
+                       visitors=["v"])
+    layout.save()
+    again = HubLayout.load(tmp_path)
+    assert again == layout
+    assert again.student_accounts == ["t-a", "t-b"] and again.login_accounts == ["t-instructor", "t-a", "t-b", "t-v"]
+    assert again.grader == "t-grader-unet-segmentation"
+    assert (tmp_path / "hub.json").stat().st_mode & 0o077 == 0  # root's only: it names the accounts and ports
+
+
+def test_students_get_validates_modules_and_the_course_service_does_not(tmp_path):
+    layout = HubLayout(state=tmp_path, env=tmp_path / "env")
+    assert layout.pythonpath("student").split(":") == [str(tmp_path / "lib"), str(tmp_path / "lib" / "validate")]
+    assert layout.pythonpath("grader") == str(tmp_path / "lib")
+    assert layout.config_path("student").split(":") == [str(tmp_path / "config" / n) for n in ("student", "common")]
+
+
+def test_a_refusal_reads_as_the_exchanges_own_sentence():
+    traceback = ('Traceback (most recent call last):\n  File "x.py", line 1\n'
+                 "nbgrader.exchange.abc.exchange.ExchangeError: Assignment a not submitted. There are missing "
+                 "notebooks for the submission:\nExpected:\n\tunet.ipynb: MISSING\n")
+    assert plain_message(traceback) == ("Assignment a not submitted. There are missing notebooks for the "
+                                        "submission:\nExpected:\n\tunet.ipynb: MISSING")
+    assert plain_message("something else") == "something else"
+
+
+def test_validate_that_outlasts_its_limit_is_stopped_with_a_message(tmp_path):
+    """The Validate button's own limit: the child process is stopped and the dialog says why."""
+    source = nbformat.read(ROOT / "notebooks" / "unet_segmentation" / f"{NOTEBOOK}.ipynb", as_version=4)
+    code = reference_solutions()
+    code["conv_block"] = "while True:\n    pass\n\n\n" + code["conv_block"]
+    path = tmp_path / "stuck.ipynb"
+    nbformat.write(fill(source, code), path)
+    started = time.monotonic()
+    answer = asyncio.run(validate(path, seconds=3))
+    assert time.monotonic() - started < 15
+    assert answer["success"] is False
+    assert answer["value"].startswith("Validate was stopped after 3 seconds: running stuck.ipynb takes too long.")
+
+
+def test_validate_of_a_file_that_is_not_a_notebook_says_so(tmp_path):
+    path = tmp_path / "notes.ipynb"
+    path.write_text("these are my notes, not JSON")
+    answer = asyncio.run(validate(path, seconds=60))
+    assert answer["success"] is False
+    assert answer["value"].startswith("Validate could not check notes.ipynb (exit status 1). Is it a notebook")
+
+
+def test_nothing_students_load_holds_a_solution_or_a_hidden_test():
+    from hub.provision import STUDENT_PACKAGE, VALIDATE_MODULES
+
+    files = [*STUDENT_PACKAGE.glob("*.py"), *(ROOT / m for m in VALIDATE_MODULES)]
+    assert all(Path(f).exists() for f in files)
+    text = "".join(Path(f).read_text() for f in files)
+    for secret in ["run_check", "grader.engine.checks", "### BEGIN SOLUTION", "Conv2DTranspose("]:
+        assert secret not in text, secret
