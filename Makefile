@@ -82,7 +82,7 @@ HUB_STAMP := $(HUB_ENV)/.installed
 export UNET_HUB_STATE := $(HUB_STATE)
 export UNET_HUB_ENV := $(HUB_ENV)
 
-$(HUB_STAMP): requirements.txt hub/requirements.txt
+$(HUB_STAMP): requirements.txt requirements-student.txt hub/requirements.txt
 	umask 022 && $(HUB_PYTHON) -m venv $(HUB_ENV)
 	umask 022 && $(HUB_ENV)/bin/python -m pip install --quiet --upgrade pip
 	umask 022 && $(HUB_ENV)/bin/python -m pip install --quiet -r hub/requirements.txt
