@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from grader.engine import cgroups
 from hub import accounts, provision
 from hub.layout import HubLayout
 
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
             for name in [layout.grader, *layout.login_accounts]:
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
+            cgroups.remove_delegated(layout.grader_cgroup)
             shutil.rmtree(layout.state / "course", ignore_errors=True)
             for part in ("exchange", "data", "lib", "config", "jupyterhub", "hub.json"):
                 target = layout.state / part

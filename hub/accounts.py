@@ -13,7 +13,10 @@ import os
 import pwd
 import secrets
 import subprocess
+import sys
 from pathlib import Path
+
+AS_ACCOUNT = Path(__file__).resolve().parent / "as_account.py"
 
 
 class AccountError(RuntimeError):
@@ -75,14 +78,26 @@ def demo_passwords(path: Path, names: list[str]) -> dict[str, str]:
     return {name: passwords[name] for name in names}
 
 
-def run_as(user: str, command: list[str], *, cwd: Path, env: dict[str, str],
+def as_account_command(user: str, cgroups: list[str], command: list[str], python: str = sys.executable) -> list[str]:
+    """``command`` started by root as ``user``, inside the control groups whose ``cgroup.procs`` are ``cgroups``."""
+    return [python, str(AS_ACCOUNT), user, *cgroups, "--", *command]
+
+
+def run_as(user: str, command: list[str], *, cwd: Path, env: dict[str, str], cgroups: list[str] | None = None,
            timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` as unix ``user`` (root only), with exactly ``env`` as its environment."""
+    """Run ``command`` as unix ``user`` (root only), with exactly ``env`` as its environment.
+
+    With ``cgroups`` (their ``cgroup.procs`` files), it starts inside those control groups.
+    """
     entry = pwd.getpwnam(user)
     full_env = {"HOME": entry.pw_dir, "USER": user, "LOGNAME": user, "SHELL": "/bin/bash", **env}
-    result = subprocess.run(command, cwd=cwd, env=full_env, user=entry.pw_uid, group=entry.pw_gid,
-                            extra_groups=os.getgrouplist(user, entry.pw_gid), umask=0o022,
-                            capture_output=True, text=True, timeout=timeout)
+    if cgroups:
+        result = subprocess.run(as_account_command(user, cgroups, command), cwd=cwd, env=full_env,
+                                capture_output=True, text=True, timeout=timeout)
+    else:
+        result = subprocess.run(command, cwd=cwd, env=full_env, user=entry.pw_uid, group=entry.pw_gid,
+                                extra_groups=os.getgrouplist(user, entry.pw_gid), umask=0o022,
+                                capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AccountError(f"{' '.join(command[:4])} ... as {user} failed ({result.returncode}):\n"
                            f"{result.stdout}{result.stderr}")

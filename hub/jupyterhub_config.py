@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hub.accounts import as_account_command  # noqa: E402
 from hub.layout import DEFAULT_STATE, HubLayout  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it reads this file
@@ -104,8 +105,10 @@ c.JupyterHub.services = [
         "name": course,
         "display": True,
         "url": f"http://127.0.0.1:{hub.service_port}",
-        "command": [str(env_bin / "jupyterhub-singleuser")],
-        "user": hub.grader,
+        # Started by root inside the grader account's control group, then run as that account
+        # (hub/as_account.py): grading from formgrader gets the whole-submission limits too.
+        "command": as_account_command(hub.grader, hub.grader_cgroups, [str(env_bin / "jupyterhub-singleuser")],
+                                      python=str(env_bin / "python")),
         "cwd": str(hub.course),
         "oauth_no_confirm": True,
         "environment": {

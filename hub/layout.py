@@ -40,6 +40,9 @@ class HubLayout:
     # Written into each account's comment field; `python -m hub remove` deletes only such accounts.
     account_tag: str = "unet-hub demo account"
     validate_seconds: int = 120
+    # The cgroup.procs files of the control groups handed to the grader account
+    # (``grader.engine.cgroups.delegate``), which every grader process starts in.
+    grader_cgroups: list[str] = field(default_factory=list)
 
     # -- names ---------------------------------------------------------
     @property
@@ -50,6 +53,11 @@ class HubLayout:
     def grader(self) -> str:
         """The unix account that runs the course service (formgrader) and owns the course folder."""
         return f"{self.prefix}grader-{COURSE_ID}"
+
+    @property
+    def grader_cgroup(self) -> str:
+        """The name of the control group delegated to the grader account."""
+        return f"unet-hub-{self.grader}"
 
     def account(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -17,6 +17,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from grader.engine import cgroups
 from hub import accounts
 from hub.layout import ASSIGNMENT, HubLayout
 
@@ -72,9 +73,18 @@ def check_places(layout: HubLayout) -> None:
 
 def make_accounts(layout: HubLayout) -> None:
     """The grader account and every login's account (see ``accounts.ensure_user``)."""
-    accounts.ensure_user(layout.grader, layout.account_tag)
+    grader = accounts.ensure_user(layout.grader, layout.account_tag)
     for name in layout.login_accounts:
         accounts.ensure_user(name, layout.account_tag)
+    # Grading on the hub runs as the grader account, which may not make control groups of its
+    # own: it gets one from root, and makes each kernel's group (the whole-submission limits) in it.
+    try:
+        layout.grader_cgroups = [str(p) for p in cgroups.delegate(layout.grader_cgroup, grader.pw_uid,
+                                                                       grader.pw_gid)]
+    except (cgroups.CgroupsUnavailable, OSError) as error:
+        layout.grader_cgroups = []
+        print(f"  warning: no control group for {layout.grader} ({error}); grading will refuse to start "
+              "unless whole-submission limits are turned off (docs/grading.md)")
 
 
 def make_state(layout: HubLayout, data: Path) -> None:
@@ -188,10 +198,12 @@ def make_course(layout: HubLayout) -> None:
     # the course service, and `python -m hub release` releases their version.
     if not (layout.course / "notebooks").exists():
         shutil.copytree(ROOT / "notebooks", layout.course / "notebooks", symlinks=True, ignore=ignore)
-    # The notebooks' links point at the top-level modules.
-    for module in ROOT.glob("*.py"):
-        if module.name != "nbgrader_config.py":
-            shutil.copy(module, layout.course / module.name)
+    # The notebooks' links point at the repository's top-level files (modules, the students'
+    # requirements): each target is copied to the same place relative to the copied notebooks.
+    for link in (ROOT / "notebooks").rglob("*"):
+        if link.is_symlink():
+            target = link.resolve()
+            shutil.copy(target, layout.course / target.relative_to(ROOT))
     with open(layout.course / "roster.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id"])
@@ -225,7 +237,8 @@ def grader_env(layout: HubLayout) -> dict[str, str]:
 def nbgrader_as_grader(layout: HubLayout, *args: str, timeout: float = 900):
     """``nbgrader ARGS`` as the grader account in the course folder."""
     return accounts.run_as(layout.grader, [str(layout.env / "bin" / "python"), "-m", "nbgrader", *args],
-                           cwd=layout.course, env=grader_env(layout), timeout=timeout)
+                           cwd=layout.course, env=grader_env(layout), cgroups=layout.grader_cgroups,
+                           timeout=timeout)
 
 
 def release(layout: HubLayout, force: bool = False) -> bool:

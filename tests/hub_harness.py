@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -26,9 +27,11 @@ from pathlib import Path
 
 import requests
 
+from grader.engine import cgroups
 from hub import accounts, provision
 from hub.__main__ import hub_command
 from hub.layout import DEFAULT_STATE, HubLayout
+from hub.provision import ROOT
 
 TAG = "unet-hub test account"
 HUB_ENV = Path(os.environ.get("UNET_HUB_ENV", DEFAULT_STATE / "env"))
@@ -218,6 +221,9 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
                        validate_seconds=validate_seconds)
     process = running = None
     log = state / "jupyterhub.log"
+    # Set-up closes the repository to other accounts, as it should on a real machine; the tests
+    # leave it as they found it, since later tests run this repository's files as throw-away users.
+    repository_mode = stat.S_IMODE(ROOT.stat().st_mode)
     try:
         passwords = provision.setup(layout, data)
         process = _start(layout, log)
@@ -231,4 +237,6 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
             shutil.copy(log, artifacts / "jupyterhub.log")
         for name in [layout.grader, *layout.login_accounts]:
             accounts.remove_user(name, layout.account_tag)
+        cgroups.remove_delegated(layout.grader_cgroup)
         shutil.rmtree(state, ignore_errors=True)
+        os.chmod(ROOT, repository_mode)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import html
 import os
+import pwd
 import re
 import shlex
 import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +26,7 @@ import pytest
 
 from grader.course import NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill, solutions_for
+from hub import accounts
 from hub.layout import ASSIGNMENT
 from tests.hub_harness import HUB_ENV, running_hub
 
@@ -271,7 +274,9 @@ def test_in_a_terminal_of_her_server_a_student_is_herself_and_sees_no_one_elses_
         f"id -un; ls {hub.layout.exchange / COURSE / 'inbound'}; cat {q(str(carol_submitted / 'unet.ipynb'))}; "
         f"cat {course / 'notebooks' / ASSIGNMENT / 'unet.ipynb'}; cat {course / 'gradebook.db'}; "
         f"ls /home/{name(hub, 'carol')}; echo TERMINAL-DONE")
-    assert f"\n{name(hub, 'alice')}\r" in shown, shown
+    # The terminal's own escape sequences (title, bracketed paste) are not what the commands printed.
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", shown)
+    assert name(hub, "alice") in [line.strip() for line in shown.splitlines()], shown
     assert shown.count("Permission denied") == 5, shown
     assert "def conv_block" not in shown and "BEGIN SOLUTION" not in shown
 
@@ -323,6 +328,25 @@ def _owner(pid: str) -> str | None:
         return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
     except (KeyError, OSError):
         return None
+
+
+def test_grading_on_the_hub_runs_in_a_control_group_the_grader_account_owns(hub):
+    grader = pwd.getpwnam(hub.layout.grader)
+    assert hub.layout.grader_cgroups, "set-up handed no control group to the grader account"
+    for procs in map(Path, hub.layout.grader_cgroups):
+        assert procs.parent.name == hub.layout.grader_cgroup and procs.parent.stat().st_uid == grader.pw_uid
+        assert procs.stat().st_uid == grader.pw_uid
+    # The course service (formgrader, and the terminals where instructors run nbgrader) starts in it,
+    # as the grader account; so every kernel it grades gets its group, and limits, below it.
+    service = subprocess.run(["pgrep", "-u", hub.layout.grader, "-f", "jupyterhub-singleuser"],
+                             capture_output=True, text=True).stdout.split()
+    assert service, "the course service is not running as the grader account"
+    groups = Path(f"/proc/{service[0]}/cgroup").read_text()
+    assert groups.count(f"/{hub.layout.grader_cgroup}") >= 1, groups
+    # Commands run as the grader account (nbgrader's, by the set-up and these tests) start there too.
+    shown = accounts.run_as(hub.layout.grader, ["/bin/sh", "-c", "id -un; cat /proc/self/cgroup"],
+                            cwd=hub.layout.course, env={}, cgroups=hub.layout.grader_cgroups).stdout
+    assert shown.startswith(f"{hub.layout.grader}\n") and f"/{hub.layout.grader_cgroup}" in shown, shown
 
 
 def test_a_student_cannot_release_collect_or_autograde(hub):

@@ -243,7 +243,7 @@ def _writable(folder: Path) -> bool:
     return os.access(folder / "cgroup.procs", os.W_OK)
 
 
-def _enable(folder: Path, controllers: tuple[str, ...]) -> None:
+def enable(folder: Path, controllers: tuple[str, ...]) -> None:
     """Let ``folder``'s child groups use ``controllers`` (cgroup v2's subtree_control)."""
     enabled = set(_read(folder / "cgroup.subtree_control").split())
     for controller in controllers:
@@ -257,7 +257,7 @@ def v2_parent(mount: Path, own: str, is_root: bool) -> Path:
     if missing:
         raise CgroupsUnavailable(f"cgroup v2 lacks the {', '.join(sorted(missing))} controller(s)", FIX_CONTROLLERS)
     if is_root:
-        _enable(mount, V2_CONTROLLERS)
+        enable(mount, V2_CONTROLLERS)
         parent = mount / "unet-grader"
         parent.mkdir(exist_ok=True)
     else:
@@ -272,7 +272,7 @@ def v2_parent(mount: Path, own: str, is_root: bool) -> Path:
             leaf.mkdir(exist_ok=True)
             for pid in _read(parent / "cgroup.procs").split():
                 (leaf / "cgroup.procs").write_text(pid)
-    _enable(parent, V2_CONTROLLERS)
+    enable(parent, V2_CONTROLLERS)
     return parent
 
 
@@ -290,6 +290,53 @@ def v1_parents(found: list[Mount], own: dict[str, str]) -> dict[str, Path]:
     if refused:
         raise CgroupsUnavailable(f"this user may not make control groups in {', '.join(refused)}", FIX_ROOT_V1)
     return parents
+
+
+# The files of a group its new owner needs to make groups below it and move its processes in.
+_DELEGATED_FILES = ("cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control")
+
+
+def delegated_folders(name: str) -> list[Path]:
+    """Where ``delegate`` puts the group ``name``: at the top of cgroup v2, or below this (root) process's
+    own group in each v1 hierarchy, as the grader itself does as root."""
+    found, own = mounts(), own_paths()
+    v2 = next((m for m in found if m.kind == "cgroup2"), None)
+    if v2 is not None and set(V2_CONTROLLERS) <= set(_read(v2.path / "cgroup.controllers").split()):
+        return [v2.path / name]
+    return list(dict.fromkeys(parent / name for parent in v1_parents(found, own).values()))
+
+
+def delegate(name: str, uid: int, gid: int) -> list[Path]:
+    """As root, make the group ``name`` and hand it to the account ``uid``; return its ``cgroup.procs`` files.
+
+    A process of that account started inside it (by root writing its pid
+    there) finds it writable, so the grader makes each kernel's group below
+    it, as it does for a normal user in a group systemd delegates (cgroup
+    v2) or for root (v1).
+    """
+    folders = delegated_folders(name)
+    for folder in folders:
+        if (folder.parent / "cgroup.subtree_control").exists():  # cgroup v2: offer the controllers below
+            enable(folder.parent, V2_CONTROLLERS)
+        folder.mkdir(exist_ok=True)
+        for path in [folder, *(folder / f for f in _DELEGATED_FILES)]:
+            if path.exists():
+                os.chown(path, uid, gid)
+    return [folder / "cgroup.procs" for folder in folders]
+
+
+def remove_delegated(name: str) -> None:
+    """Remove the group ``name`` and the groups below it; the processes left in them are killed first."""
+    for folder in delegated_folders(name):
+        if not folder.is_dir():
+            continue
+        for below, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+            group = KernelGroup({"procs": Path(below)})
+            group.kill_all()
+            try:
+                Path(below).rmdir()
+            except OSError:
+                pass  # a process that outlived kill_all: the group stays until it ends
 
 
 FIX_DELEGATE = (
