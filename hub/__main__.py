@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
             for name in [layout.grader, *layout.login_accounts]:
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
-            cgroups.remove_delegated(layout.grader_cgroup)
+            cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)
             shutil.rmtree(layout.state / "course", ignore_errors=True)
             for part in ("exchange", "data", "lib", "config", "jupyterhub", "hub.json"):
                 target = layout.state / part
@@ -70,7 +71,9 @@ def main(argv: list[str]) -> int:
             print("released again; students who fetched it keep their copy")
             return 0
         logins = provision.setup(layout, data)
-    except (provision.SetupError, accounts.AccountError) as error:
+    except (provision.SetupError, accounts.AccountError, cgroups.CgroupsUnavailable, OSError,
+            subprocess.CalledProcessError) as error:
+        # E.g. run as a normal user, or useradd refused a name: one line, not a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 1
     print_logins(layout, logins)

@@ -80,7 +80,8 @@ def demo_passwords(path: Path, names: list[str]) -> dict[str, str]:
 
 def as_account_command(user: str, cgroups: list[str], command: list[str], python: str = sys.executable) -> list[str]:
     """``command`` started by root as ``user``, inside the control groups whose ``cgroup.procs`` are ``cgroups``."""
-    return [python, str(AS_ACCOUNT), user, *cgroups, "--", *command]
+    # -I: root's Python must not read the account's HOME (user site-packages) or PYTHONPATH.
+    return [python, "-I", str(AS_ACCOUNT), user, *cgroups, "--", *command]
 
 
 def run_as(user: str, command: list[str], *, cwd: Path, env: dict[str, str], cgroups: list[str] | None = None,

@@ -45,14 +45,6 @@ def _tree_mode(path: Path, dirs: int, files: int) -> None:
                 os.chmod(target, files)
 
 
-def _chown_tree(path: Path, user: str) -> None:
-    entry = pwd.getpwnam(user)
-    for dirpath, _, filenames in os.walk(path):
-        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
-        for name in filenames:
-            os.chown(Path(dirpath, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-
-
 def protect_repository() -> None:
     """Close this repository to other accounts: it holds the solutions and the hidden tests."""
     mode = stat.S_IMODE(ROOT.stat().st_mode)
@@ -186,40 +178,86 @@ c.ServerApp.tornado_settings = {{"headers": {{"Content-Security-Policy": "frame-
     _tree_mode(layout.config, 0o755, 0o644)
 
 
+# Run as the grader account: puts the staged files into its course folder.  Root never
+# writes into a folder that account owns, where a link it planted could send the write anywhere.
+COURSE_UPDATE = """
+import shutil, sys
+from pathlib import Path
+staged, course = Path(sys.argv[1]), Path(sys.argv[2])
+for entry in staged.iterdir():
+    target = course / entry.name
+    if entry.name == "notebooks" and target.exists():
+        continue  # the instructor's own edits of the source notebooks stay
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.copytree(entry, target, symlinks=True)
+    else:
+        shutil.copy(entry, target, follow_symlinks=False)
+"""
+
+
 def make_course(layout: HubLayout) -> None:
-    """The course folder, owned by the grader account and closed to everyone else."""
-    layout.course.mkdir(exist_ok=True)
+    """The course folder, owned by the grader account and closed to everyone else.
+
+    Root stages what the course needs in a fresh folder only it and the grader
+    account can read; the grader account copies it in (``COURSE_UPDATE``): the
+    grading code and configuration every time, the source notebooks only the
+    first time (an instructor may edit them in the course service, and
+    ``python -m hub release`` releases their version).
+    """
+    grader = pwd.getpwnam(layout.grader)
+    if not layout.course.exists():
+        layout.course.mkdir()
+        os.chown(layout.course, grader.pw_uid, grader.pw_gid)
+    os.chmod(layout.course, 0o700)
+    staged = layout.state / "course-update"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(mode=0o700)
+    try:
+        _stage_course(layout, staged)
+        _tree_mode(staged, 0o750, 0o640)
+        for dirpath, _, filenames in os.walk(staged):
+            for name in [".", *filenames]:
+                os.chown(Path(dirpath, name), 0, grader.pw_gid, follow_symlinks=False)
+        accounts.run_as(layout.grader, [str(layout.env / "bin" / "python"), "-I", "-c", COURSE_UPDATE,
+                                        str(staged), str(layout.course)], cwd=layout.course, env={})
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _stage_course(layout: HubLayout, staged: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
-    # The grading code always comes fresh from this repository.
-    shutil.copy(ROOT / "nbgrader_config.py", layout.course / "nbgrader_config.py")
-    shutil.rmtree(layout.course / "grader", ignore_errors=True)
-    shutil.copytree(ROOT / "grader", layout.course / "grader", ignore=ignore)
-    # The source notebooks only the first time: an instructor may edit them in
-    # the course service, and `python -m hub release` releases their version.
-    if not (layout.course / "notebooks").exists():
-        shutil.copytree(ROOT / "notebooks", layout.course / "notebooks", symlinks=True, ignore=ignore)
+    shutil.copy(ROOT / "nbgrader_config.py", staged / "nbgrader_config.py")
+    shutil.copytree(ROOT / "grader", staged / "grader", ignore=ignore)
+    shutil.copytree(ROOT / "notebooks", staged / "notebooks", symlinks=True, ignore=ignore)
     # The notebooks' links point at the repository's top-level files (modules, the students'
-    # requirements): each target is copied to the same place relative to the copied notebooks.
+    # requirements): each target goes to the same place relative to the copied notebooks.
     for link in (ROOT / "notebooks").rglob("*"):
         if link.is_symlink():
             target = link.resolve()
-            shutil.copy(target, layout.course / target.relative_to(ROOT))
-    with open(layout.course / "roster.csv", "w", newline="") as fh:
+            shutil.copy(target, staged / target.relative_to(ROOT))
+    with open(staged / "roster.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id"])
         writer.writerows([name] for name in layout.student_accounts)
-    _chown_tree(layout.course, layout.grader)
-    os.chmod(layout.course, 0o700)
 
 
 def make_exchange(layout: HubLayout) -> None:
     """The exchange as ``unet_hub.exchange`` expects it (see there why)."""
     course = layout.exchange / layout.course_id
+    # The exchange and the course's folder in it belong to root, so the grader account (which
+    # instructors reach through the course service) cannot swap the parts below for links
+    # that this set-up, run as root again, would follow.
     for path, mode in [(layout.exchange, 0o755), (course, 0o755), (course / "outbound", 0o755),
                        (course / "inbound", 0o2733), (course / "feedback", 0o711)]:
         path.mkdir(exist_ok=True)
-        if path != layout.exchange:
-            shutil.chown(path, layout.grader, layout.grader)
+        if path.is_symlink() or not path.is_dir():
+            raise SetupError(f"{path} is not a folder; remove it and set up again")
+        owner = "root" if path in (layout.exchange, course) else layout.grader
+        shutil.chown(path, owner, owner if owner == "root" else layout.grader)
         os.chmod(path, mode)
 
 

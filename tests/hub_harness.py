@@ -235,8 +235,8 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
         if artifacts is not None and log.exists():
             artifacts.mkdir(parents=True, exist_ok=True)
             shutil.copy(log, artifacts / "jupyterhub.log")
+        os.chmod(ROOT, repository_mode)
         for name in [layout.grader, *layout.login_accounts]:
             accounts.remove_user(name, layout.account_tag)
-        cgroups.remove_delegated(layout.grader_cgroup)
         shutil.rmtree(state, ignore_errors=True)
-        os.chmod(ROOT, repository_mode)
+        cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)

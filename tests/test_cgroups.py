@@ -8,6 +8,7 @@ where this machine allows it.
 
 from __future__ import annotations
 
+import pwd
 import subprocess
 import sys
 import time
@@ -20,12 +21,15 @@ from grader.engine.cgroups import (
     GroupLimits,
     Usage,
     V2Group,
+    delegate,
     mounts,
     open_group,
     own_paths,
+    remove_delegated,
     v1_parents,
     v2_parent,
 )
+from hub.accounts import as_account_command
 
 LIMITS = GroupLimits(processes=64, memory_bytes=512 * 2**20, cpus=0.5)
 
@@ -116,3 +120,27 @@ def test_on_this_machine_a_fork_storm_stops_at_the_limit_and_nothing_survives(re
     assert len(real_group.pids()) <= LIMITS.processes
     real_group.remove()
     assert process.wait(timeout=10) < 0 and all(not Path(d).exists() for d in real_group.dirs.values())
+
+
+def test_a_group_handed_to_an_account_holds_what_it_starts_and_is_removed_with_it(user):
+    """As on the hub: root hands the grader account a group; what it starts there may make groups below."""
+    entry, name = pwd.getpwnam(user), f"unet-test-{user}"
+    try:
+        starts = [str(path) for path in delegate(name, entry.pw_uid, entry.pw_gid)]
+    except (CgroupsUnavailable, OSError) as err:
+        pytest.skip(f"no control groups to hand over on this machine: {err}")
+    kernel = Path(starts[0]).parent / "kernel"
+    try:
+        sleeper = subprocess.Popen(as_account_command(user, starts, ["/bin/sh", "-c", 'mkdir "$0" && echo made '
+                                                                     "&& exec sleep 60", str(kernel)]),
+                                   stdout=subprocess.PIPE, text=True)
+        assert sleeper.stdout is not None and sleeper.stdout.readline().strip() == "made"
+        assert kernel.stat().st_uid == entry.pw_uid
+        status = Path(f"/proc/{sleeper.pid}/status").read_text()
+        assert f"Uid:\t{entry.pw_uid}\t" in status
+        assert f"/{name}" in Path(f"/proc/{sleeper.pid}/cgroup").read_text()
+    finally:
+        remove_delegated(name, starts)
+    assert sleeper.wait(timeout=10) < 0
+    handed = {folder for start in starts for folder in Path(start).parents if folder.name == name}
+    assert handed and not any(folder.exists() for folder in handed)

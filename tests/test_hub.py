@@ -334,7 +334,7 @@ def test_grading_on_the_hub_runs_in_a_control_group_the_grader_account_owns(hub)
     grader = pwd.getpwnam(hub.layout.grader)
     assert hub.layout.grader_cgroups, "set-up handed no control group to the grader account"
     for procs in map(Path, hub.layout.grader_cgroups):
-        assert procs.parent.name == hub.layout.grader_cgroup and procs.parent.stat().st_uid == grader.pw_uid
+        assert hub.layout.grader_cgroup in procs.parts and procs.parent.stat().st_uid == grader.pw_uid
         assert procs.stat().st_uid == grader.pw_uid
     # The course service (formgrader, and the terminals where instructors run nbgrader) starts in it,
     # as the grader account; so every kernel it grades gets its group, and limits, below it.
@@ -507,6 +507,22 @@ def test_submitting_without_the_notebook_is_refused_with_the_reason(hub, dave_fe
     assert notebook.read_bytes() == kept
 
 
+def test_a_submission_changed_after_it_was_made_is_not_collected(hub, dave_fetched):
+    """A student owns their submission's folder: a link put there later must not bring in the solutions."""
+    dave_name = name(hub, "dave")
+    inbound = hub.layout.exchange / COURSE / "inbound"
+    before = set(inbound.glob(f"{dave_name}+*"))
+    assert assignment_action(hub.login(dave_name), "submit")["success"]
+    [folder] = set(inbound.glob(f"{dave_name}+*")) - before
+    source = hub.layout.course / "notebooks" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    linked = shell_as(hub, "dave", f"ln -sf {q(str(source))} {q(str(folder / (NOTEBOOK + '.ipynb')))} && echo linked")
+    assert "linked" in linked.stdout, linked.stderr
+    collect = hub.grader("collect", ASSIGNMENT, f"--student={dave_name}")
+    assert f"since {NOTEBOOK}.ipynb is a link or a special file" in collect.stdout + collect.stderr
+    collected = hub.layout.course / "submitted" / dave_name / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert not collected.exists() or "BEGIN SOLUTION" not in collected.read_text()
+
+
 def test_a_student_not_on_the_roster_is_told_so(hub):
     eve_name = name(hub, "eve")
     eve = hub.login(eve_name)
@@ -522,20 +538,19 @@ def test_a_student_not_on_the_roster_is_told_so(hub):
 def test_a_late_submission_is_kept_and_marked_late(hub, carol_submitted):
     carol = name(hub, "carol")
     hub.grader("db", "assignment", "add", ASSIGNMENT, "--duedate=2000-01-01 00:00:00 UTC")
-    if True:
-        hub.grader("collect", ASSIGNMENT, f"--student={carol}", "--update")
-        timestamp = (hub.layout.course / "submitted" / carol / ASSIGNMENT / "timestamp.txt").read_text()
-        assert timestamp > "2000"
-        hub.grader("autograde", ASSIGNMENT, f"--student={carol}", "--force")
-        export = hub.grader("export", "--to=grades_late.csv")
-        assert export.returncode == 0
-        rows = (hub.layout.course / "grades_late.csv").read_text().splitlines()
-        header = rows[0].split(",")
-        [row] = [r.split(",") for r in rows[1:] if r.split(",")[header.index("student_id")] == carol]
-        assert float(row[header.index("score")]) == 100.0
-        assert row[header.index("duedate")].startswith("2000-01-01")
-        assert float(row[header.index("late_submission_penalty")]) == 0.0
-        assert row[header.index("timestamp")] > row[header.index("duedate")]
+    hub.grader("collect", ASSIGNMENT, f"--student={carol}", "--update")
+    timestamp = (hub.layout.course / "submitted" / carol / ASSIGNMENT / "timestamp.txt").read_text()
+    assert timestamp > "2000"
+    hub.grader("autograde", ASSIGNMENT, f"--student={carol}", "--force")
+    export = hub.grader("export", "--to=grades_late.csv")
+    assert export.returncode == 0
+    rows = (hub.layout.course / "grades_late.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    [row] = [r.split(",") for r in rows[1:] if r.split(",")[header.index("student_id")] == carol]
+    assert float(row[header.index("score")]) == 100.0
+    assert row[header.index("duedate")].startswith("2000-01-01")
+    assert float(row[header.index("late_submission_penalty")]) == 0.0
+    assert row[header.index("timestamp")] > row[header.index("duedate")]
 
 
 def feedback_text(path: Path) -> str:

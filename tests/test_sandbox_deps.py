@@ -107,3 +107,19 @@ def test_on_cgroup_v2_it_starts_a_user_manager_and_checks_what_systemd_delegates
         assert result.returncode == 0 and "systemd delegates control groups" in result.stdout
     else:
         assert result.returncode == 1 and "does not delegate the pids controller" in result.stdout
+
+
+def test_as_root_it_installs_the_profile_for_normal_users_though_root_needs_none(ubuntu):
+    # Root's own bubblewrap works under the restriction; the hub's grader account's would not.
+    (ubuntu / "bin" / "bwrap").write_text('#!/bin/sh\n[ "$(id -u)" = 0 ] && exit 0\nexit 1\n')
+    env = {"PATH": f"{ubuntu / 'bin'}:/usr/bin:/bin", "APPARMOR_USERNS": str(ubuntu / "restrict"),
+           "APPARMOR_D": str(ubuntu / "apparmor.d"), "LOG": str(ubuntu / "log"), "CGROUP2": str(ubuntu / "cgroup2")}
+    result = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), "sh", str(SCRIPT)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not for normal users such as the hub's grader account" in result.stdout
+    assert (ubuntu / "apparmor.d" / "bwrap").read_text() == PROFILE.read_text()
+    assert (ubuntu / "log").read_text().splitlines() == [f"apparmor_parser -r {ubuntu / 'apparmor.d' / 'bwrap'}"]
+    again = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), "sh", str(SCRIPT)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "bubblewrap works for root." in again.stdout

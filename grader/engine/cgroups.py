@@ -271,7 +271,10 @@ def v2_parent(mount: Path, own: str, is_root: bool) -> Path:
             leaf = parent / "unet-grader"
             leaf.mkdir(exist_ok=True)
             for pid in _read(parent / "cgroup.procs").split():
-                (leaf / "cgroup.procs").write_text(pid)
+                try:
+                    (leaf / "cgroup.procs").write_text(pid)
+                except ProcessLookupError:
+                    pass  # it ended meanwhile
     enable(parent, V2_CONTROLLERS)
     return parent
 
@@ -307,28 +310,40 @@ def delegated_folders(name: str) -> list[Path]:
 
 
 def delegate(name: str, uid: int, gid: int) -> list[Path]:
-    """As root, make the group ``name`` and hand it to the account ``uid``; return its ``cgroup.procs`` files.
+    """As root, make the group ``name`` and hand it to the account ``uid``; return the ``cgroup.procs``
+    files its processes are to be started in.
 
-    A process of that account started inside it (by root writing its pid
-    there) finds it writable, so the grader makes each kernel's group below
-    it, as it does for a normal user in a group systemd delegates (cgroup
-    v2) or for root (v1).
+    A grader process of that account started there (root writes its pid)
+    makes each kernel's group inside the delegated one.  On cgroup v2 it
+    starts in the leaf ``unet-grader``, as the grader arranges for itself in
+    a group systemd delegates: a v2 group whose children have limits may
+    hold no process itself, so a start in the delegated group would be
+    refused once the first kernel has had its group.
     """
     folders = delegated_folders(name)
-    for folder in folders:
-        if (folder.parent / "cgroup.subtree_control").exists():  # cgroup v2: offer the controllers below
-            enable(folder.parent, V2_CONTROLLERS)
-        folder.mkdir(exist_ok=True)
-        for path in [folder, *(folder / f for f in _DELEGATED_FILES)]:
-            if path.exists():
-                os.chown(path, uid, gid)
+    if (folders[0].parent / "cgroup.subtree_control").exists():  # cgroup v2: one folder, and its leaf
+        enable(folders[0].parent, V2_CONTROLLERS)
+        leaf = folders[0] / "unet-grader"
+        _hand_over([folders[0], leaf], uid, gid)
+        return [leaf / "cgroup.procs"]
+    _hand_over(folders, uid, gid)
     return [folder / "cgroup.procs" for folder in folders]
 
 
-def remove_delegated(name: str) -> None:
-    """Remove the group ``name`` and the groups below it; the processes left in them are killed first."""
-    for folder in delegated_folders(name):
-        if not folder.is_dir():
+def _hand_over(groups: list[Path], uid: int, gid: int) -> None:
+    for group in groups:
+        group.mkdir(exist_ok=True)
+        for path in [group, *(group / f for f in _DELEGATED_FILES)]:
+            if path.exists():
+                os.chown(path, uid, gid)
+
+
+def remove_delegated(name: str, starts: list[str]) -> None:
+    """Remove the group ``name`` that ``delegate`` made and returned ``starts`` for, and every group below it;
+    the processes left in them are killed first."""
+    for start in starts:
+        folder = next((p for p in Path(start).parents if p.name == name), None)
+        if folder is None or not folder.is_dir():
             continue
         for below, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
             group = KernelGroup({"procs": Path(below)})

@@ -43,12 +43,19 @@ fi
 # The same kind of sandbox as the grader's: every namespace, a read-only root.
 sandbox_works() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true 2>/dev/null; }
 
+restricted() { [ -r "$restrict" ] && [ "$(cat "$restrict")" = 1 ]; }
+
 bwrap_step() {
     if sandbox_works; then
-        say "bubblewrap works for $(id -un)."
-        return 0
+        # Root is never restricted, but whoever grades as a normal user (the hub's grader
+        # account, an instructor) is: as root, install the profile wherever the restriction is on.
+        if [ -n "$sudo" ] || ! restricted || cmp -s "$here/apparmor-bwrap" "$profiles/bwrap"; then
+            say "bubblewrap works for $(id -un)."
+            return 0
+        fi
+        say "bubblewrap works for root, but not for normal users such as the hub's grader account."
     fi
-    if [ -r "$restrict" ] && [ "$(cat "$restrict")" = 1 ]; then
+    if restricted; then
         say "AppArmor forbids normal users to create user namespaces here ($restrict = 1), which bubblewrap needs."
         say "Installing an AppArmor profile that allows it for /usr/bin/bwrap only:"
         say "    $sudo install -m 644 $here/apparmor-bwrap $profiles/bwrap"

@@ -26,7 +26,10 @@ and these classes add:
   readable, instead of writable by everyone.
 
 Students can bypass ``PrivateSubmit`` from a terminal, but only to expose
-their own work; ``OwnerCheckedCollect`` runs on the instructor's side.
+their own work.  They own their submission's folder and can change it after
+submitting: ``OwnerCheckedCollect``, on the instructor's side, leaves out a
+folder holding a link or a file of another account, or changed after its
+time, or whose ``timestamp.txt`` differs from its name (``tampering``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-from stat import S_IRGRP, S_IRUSR, S_IWUSR, S_IXGRP, S_IXUSR
+from datetime import UTC
+from stat import S_IRGRP, S_IRUSR, S_ISDIR, S_ISREG, S_IWUSR, S_IXGRP, S_IXUSR
 from typing import TYPE_CHECKING, NoReturn
 
 from nbgrader.exchange.default.collect import ExchangeCollect, groupby
@@ -87,11 +91,47 @@ class PrivateSubmit(ProvisionedRoot, ExchangeSubmit):
         self.log.info("Only you and the course's graders can read this submission.")
 
 
+# A submission's files are written within seconds of the time in its name; later changes are tampering.
+SETTLE_SECONDS = 120
+
+
 def owner_of(path: str) -> str | None:
     try:
-        return pwd.getpwuid(os.stat(path).st_uid).pw_name
+        return pwd.getpwuid(os.lstat(path).st_uid).pw_name
     except (KeyError, OSError):
         return None
+
+
+def tampering(path: str, owner: str, submitted_at: float, timestamp: str) -> str | None:
+    """Why the submission folder ``path`` cannot be trusted as ``owner``'s work of ``timestamp``, or None.
+
+    The student owns the folder and can still change it after submitting.
+    The grader's collect copies it and follows links, so a link in it could
+    bring the course's source notebook or another student's work into this
+    student's submission; a changed ``timestamp.txt``, a renamed folder or an
+    edited notebook could move the submission before the due date.
+    Change times (which no student can set) must lie within
+    ``SETTLE_SECONDS`` of the submission's own time.
+    """
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [None, *dirnames, *filenames]:
+            entry = dirpath if name is None else os.path.join(dirpath, name)
+            info = os.lstat(entry)
+            shown = os.path.relpath(entry, path)
+            if not (S_ISDIR(info.st_mode) or S_ISREG(info.st_mode)):
+                return f"{shown} is a link or a special file"
+            if pwd.getpwuid(info.st_uid).pw_name != owner:
+                return f"{shown} belongs to another account"
+            if info.st_ctime > submitted_at + SETTLE_SECONDS:
+                return f"{shown} was changed after the submission was made"
+    try:
+        with open(os.path.join(path, "timestamp.txt")) as fh:
+            written = fh.read().strip()
+    except OSError:
+        return "it has no timestamp.txt"
+    if written != timestamp:
+        return f"its timestamp.txt says {written!r}, its name {timestamp!r}"
+    return None
 
 
 class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
@@ -108,6 +148,12 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
             if owner != record["username"]:
                 self.log.warning("Not collected: %s claims to be %s's submission but belongs to %s.",
                                  record["filename"], record["username"], owner)
+                continue
+            # nbgrader's own reading of the name: the time is UTC, the user name may hold "+".
+            submitted_at = record["timestamp"].replace(tzinfo=UTC).timestamp()
+            problem = tampering(path, record["username"], submitted_at, record["filename"].rsplit("+", 3)[2])
+            if problem:
+                self.log.warning("Not collected: %s, since %s.", record["filename"], problem)
                 continue
             records.append(record)
         # The same choice as nbgrader's: the latest, or the latest before the due date.
