@@ -62,7 +62,10 @@ def fix_for(error: str | None, platform: str = sys.platform) -> str:
                 f"the same commands). {ELSEWHERE}")
     if error is None:
         return f"Run `make sandbox-deps` (on Debian and Ubuntu it installs bubblewrap and util-linux). {ELSEWHERE}"
-    if _APPARMOR_SIGN in error or _apparmor_restricts():
+    # Under the restriction, a namespace refused in other words is still AppArmor's doing; any other
+    # failure (a missing library, a broken Python) is not, even on a restricted Ubuntu.
+    refused = any(sign in error for sign in ("Permission denied", "Operation not permitted"))
+    if _APPARMOR_SIGN in error or (refused and _apparmor_restricts()):
         return apparmor_fix()
     if any(sign in error for sign in _SYSCTL_SIGNS):
         return userns_fix()
