@@ -257,7 +257,7 @@ def make_exchange(layout: HubLayout) -> None:
         if path.is_symlink() or not path.is_dir():
             raise SetupError(f"{path} is not a folder; remove it and set up again")
         owner = "root" if path in (layout.exchange, course) else layout.grader
-        shutil.chown(path, owner, owner if owner == "root" else layout.grader)
+        shutil.chown(path, owner, owner)
         os.chmod(path, mode)
 
 

@@ -58,6 +58,9 @@ def remove_stale_accounts() -> None:
         accounts.remove_user(name, tag)
 
 
+DONE_MARK = "TERMINAL-42-DONE"
+
+
 class HubSession:
     """One person logged in through the hub's login page, with plain HTTP (cookies as a browser keeps them)."""
 
@@ -99,7 +102,8 @@ class HubSession:
     def terminal(self, script: str, timeout: float = 60) -> str:
         """Type ``script`` into a new terminal of this person's server (as in JupyterLab) and return what it shows.
 
-        The script should end by printing ``TERMINAL-DONE``.
+        It is done when the shell prints ``DONE_MARK``: typed as arithmetic, the
+        shell's echo of what is typed (which a long line may wrap or redraw) never holds it.
         """
         import websocket
 
@@ -110,10 +114,9 @@ class HubSession:
         connection = websocket.create_connection(url, cookie=cookies, origin=self.hub.url, timeout=timeout)
         shown = ""
         try:
-            connection.send(json.dumps(["stdin", script + "\r"]))
+            connection.send(json.dumps(["stdin", script + "; echo TERMINAL-$((40 + 2))-DONE\r"]))
             deadline = time.monotonic() + timeout
-            # The shell echoes what is typed; the marker counts only once it comes back as output.
-            while shown.count("TERMINAL-DONE") < 2 and time.monotonic() < deadline:
+            while DONE_MARK not in shown and time.monotonic() < deadline:
                 message = json.loads(connection.recv())
                 if message[0] == "stdout":
                     shown += message[1]
