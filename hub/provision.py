@@ -248,17 +248,25 @@ def _stage_course(layout: HubLayout, staged: Path) -> None:
 def make_exchange(layout: HubLayout) -> None:
     """The exchange as ``unet_hub.exchange`` expects it (see there why)."""
     course = layout.exchange / layout.course_id
-    # The exchange and the course's folder in it belong to root, so the grader account (which
-    # instructors reach through the course service) cannot swap the parts below for links
-    # that this set-up, run as root again, would follow.
+    grader = pwd.getpwnam(layout.grader)
     for path, mode in [(layout.exchange, 0o755), (course, 0o755), (course / "outbound", 0o755),
                        (course / "inbound", 0o2733), (course / "feedback", 0o711)]:
         path.mkdir(exist_ok=True)
-        if path.is_symlink() or not path.is_dir():
-            raise SetupError(f"{path} is not a folder; remove it and set up again")
-        owner = "root" if path in (layout.exchange, course) else layout.grader
-        shutil.chown(path, owner, owner)
-        os.chmod(path, mode)
+        # nbgrader wants the grader account to own the course's folder, so that account (which
+        # instructors reach through the course service) could swap the folders in it for links:
+        # opened without following one, each is changed through what was opened, never a path.
+        try:
+            folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as error:
+            raise SetupError(f"{path} is not a folder ({error.strerror}); remove it and set up again") from error
+        try:
+            if path == layout.exchange:
+                os.fchown(folder, 0, 0)
+            else:
+                os.fchown(folder, grader.pw_uid, grader.pw_gid)
+            os.fchmod(folder, mode)
+        finally:
+            os.close(folder)
 
 
 def grader_env(layout: HubLayout) -> dict[str, str]:

@@ -113,13 +113,21 @@ class HubSession:
         url = self.hub.url.replace("http", "ws", 1) + f"/user/{self.user}/terminals/websocket/{created.json()['name']}"
         connection = websocket.create_connection(url, cookie=cookies, origin=self.hub.url, timeout=timeout)
         shown = ""
-        try:
-            connection.send(json.dumps(["stdin", script + "; echo TERMINAL-$((40 + 2))-DONE\r"]))
+
+        def read_until(mark: str) -> None:
+            nonlocal shown
             deadline = time.monotonic() + timeout
-            while DONE_MARK not in shown and time.monotonic() < deadline:
+            while mark not in shown and time.monotonic() < deadline:
                 message = json.loads(connection.recv())
                 if message[0] == "stdout":
                     shown += message[1]
+
+        try:
+            # Typed before the shell has started, a line can be echoed by the terminal and then lost
+            # (seen on a busy machine): type only once the prompt is there.
+            read_until("$ ")
+            connection.send(json.dumps(["stdin", script + "; echo TERMINAL-$((40 + 2))-DONE\r"]))
+            read_until(DONE_MARK)
         finally:
             connection.close()
             self.server("DELETE", f"api/terminals/{created.json()['name']}")
