@@ -29,7 +29,7 @@ def become(account: str, procs_files: list[str]) -> None:
     os.setgroups(os.getgrouplist(account, entry.pw_gid))
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
-    os.environ.update(HOME=entry.pw_dir, USER=account, LOGNAME=account, SHELL="/bin/bash")
+    os.environ.update(HOME=entry.pw_dir, USER=account, LOGNAME=account, SHELL=entry.pw_shell or "/bin/sh")
     os.umask(0o022)
 
 
