@@ -86,19 +86,14 @@ def as_account_command(user: str, cgroups: list[str], command: list[str], python
 
 def run_as(user: str, command: list[str], *, cwd: Path, env: dict[str, str], cgroups: list[str] | None = None,
            timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` as unix ``user`` (root only), with exactly ``env`` as its environment.
+    """Run ``command`` as unix ``user`` (root only), with ``env`` and the account's HOME, USER, LOGNAME, SHELL.
 
     With ``cgroups`` (their ``cgroup.procs`` files), it starts inside those control groups.
     """
-    entry = pwd.getpwnam(user)
-    full_env = {"HOME": entry.pw_dir, "USER": user, "LOGNAME": user, "SHELL": "/bin/bash", **env}
-    if cgroups:
-        result = subprocess.run(as_account_command(user, cgroups, command), cwd=cwd, env=full_env,
-                                capture_output=True, text=True, timeout=timeout)
-    else:
-        result = subprocess.run(command, cwd=cwd, env=full_env, user=entry.pw_uid, group=entry.pw_gid,
-                                extra_groups=os.getgrouplist(user, entry.pw_gid), umask=0o022,
-                                capture_output=True, text=True, timeout=timeout)
+    # One way to become an account, with or without control groups: as_account.py sets the
+    # groups, ids, HOME, USER, LOGNAME, SHELL and umask.
+    result = subprocess.run(as_account_command(user, cgroups or [], command), cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AccountError(f"{' '.join(command[:4])} ... as {user} failed ({result.returncode}):\n"
                            f"{result.stdout}{result.stderr}")

@@ -299,12 +299,20 @@ def v1_parents(found: list[Mount], own: dict[str, str]) -> dict[str, Path]:
 _DELEGATED_FILES = ("cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control")
 
 
+def usable_v2(found: list[Mount]) -> Mount | None:
+    """The cgroup v2 mount among ``found`` when it offers every controller the limits need, else None."""
+    v2 = next((m for m in found if m.kind == "cgroup2"), None)
+    if v2 is not None and set(V2_CONTROLLERS) <= set(_read(v2.path / "cgroup.controllers").split()):
+        return v2
+    return None
+
+
 def delegated_folders(name: str) -> list[Path]:
     """Where ``delegate`` puts the group ``name``: at the top of cgroup v2, or below this (root) process's
     own group in each v1 hierarchy, as the grader itself does as root."""
     found, own = mounts(), own_paths()
-    v2 = next((m for m in found if m.kind == "cgroup2"), None)
-    if v2 is not None and set(V2_CONTROLLERS) <= set(_read(v2.path / "cgroup.controllers").split()):
+    v2 = usable_v2(found)
+    if v2 is not None:
         return [v2.path / name]
     return list(dict.fromkeys(parent / name for parent in v1_parents(found, own).values()))
 
@@ -382,8 +390,8 @@ class Placement:
 def find_placement() -> Placement:
     """cgroup v2 where it has the controllers, else cgroup v1; raises CgroupsUnavailable saying why and what to do."""
     found, own = mounts(), own_paths()
-    v2 = next((m for m in found if m.kind == "cgroup2"), None)
-    if v2 is not None and set(V2_CONTROLLERS) <= set(_read(v2.path / "cgroup.controllers").split()):
+    v2 = usable_v2(found)
+    if v2 is not None:
         return Placement(v2=v2_parent(v2.path, own.get("", "/"), os.geteuid() == 0))
     if any(m.kind == "cgroup" for m in found):
         return Placement(v1=v1_parents(found, own))
