@@ -64,6 +64,12 @@ c.JupyterHub.load_roles = [
         "scopes": [f"access:services!service={course}", "list:services", f"read:services!service={course}"],
     },
     {
+        "name": f"{hub.grading_service}-users",
+        "description": "Students and instructors: open the grading service (their own gradings; the queue)",
+        "groups": [hub.students_group, hub.instructors_group],
+        "scopes": [f"access:services!service={hub.grading_service}"],
+    },
+    {
         "name": f"{course}-service",
         "description": "The course service: read the roster, add and remove students in formgrader",
         "services": [course],
@@ -119,5 +125,30 @@ c.JupyterHub.services = [
             "CARLA_DATA_DIR": str(hub.data),
             "TF_CPP_MIN_LOG_LEVEL": "3",
         },
-    }
+    },
+    {
+        # Grading on submit (hub/grade_on_submit): as the grader account, in its control group,
+        # like formgrader.  No role: its hub token has no scopes beyond identifying who logs in.
+        "name": hub.grading_service,
+        "display": True,
+        "url": f"http://127.0.0.1:{hub.grading_port}",
+        "command": as_account_command(hub.grader, hub.grader_cgroups,
+                                      [str(env_bin / "python"), "-m", "hub.grade_on_submit"],
+                                      python=str(env_bin / "python")),
+        "cwd": str(hub.course),
+        "oauth_no_confirm": True,
+        "environment": {
+            "PATH": f"{env_bin}:/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": hub.pythonpath("grader"),
+            "JUPYTER_CONFIG_PATH": hub.config_path("grader"),
+            "CARLA_DATA_DIR": str(hub.data),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "UNET_GRADING_INBOUND": str(hub.inbound),
+            "UNET_GRADING_COURSE_ID": course,
+            "UNET_GRADING_WORKERS": str(hub.grading_workers),
+            "UNET_GRADING_QUEUE": hub.grading_queue,
+            "UNET_GRADING_LEASE": str(hub.grading_lease),
+            "UNET_GRADING_INSTRUCTORS": ",".join(hub.instructor_accounts),
+        },
+    },
 ]

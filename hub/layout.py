@@ -29,6 +29,13 @@ class HubLayout:
     hub_api_port: int = 8081
     proxy_api_port: int = 8001
     service_port: int = 9999
+    # The grading service (grading on submit, hub/grade_on_submit): its port, workers and queue.
+    grading_port: int = 9998
+    grading_workers: int = 2
+    # A SQLAlchemy URL (PostgreSQL for a course several machines grade); empty: SQLite in the course folder.
+    grading_queue: str = ""
+    # Seconds before a killed worker's submission is graded again (its lease).
+    grading_lease: float = 30.0
     # Prepended to every account name, so tests can make throw-away accounts
     # that cannot collide with real ones.
     prefix: str = ""
@@ -53,6 +60,11 @@ class HubLayout:
     def grader(self) -> str:
         """The unix account that runs the course service (formgrader) and owns the course folder."""
         return f"{self.prefix}grader-{COURSE_ID}"
+
+    @property
+    def grading_service(self) -> str:
+        """The hub service that grades on submit; students open it at ``/services/<this>/``."""
+        return f"{COURSE_ID}-grading"
 
     @property
     def grader_cgroup(self) -> str:
@@ -98,6 +110,11 @@ class HubLayout:
     @property
     def exchange(self) -> Path:
         return self.state / "exchange"
+
+    @property
+    def inbound(self) -> Path:
+        """Where students' submissions arrive (nbgrader's exchange)."""
+        return self.exchange / COURSE_ID / "inbound"
 
     @property
     def data(self) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from grader.engine import cgroups
 from hub import accounts
+from hub.grade_on_submit.policy import FILE_NAME as POLICY_FILE
 from hub.layout import ASSIGNMENT, HubLayout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,8 +187,8 @@ from pathlib import Path
 staged, course = Path(sys.argv[1]), Path(sys.argv[2])
 for entry in staged.iterdir():
     target = course / entry.name
-    if entry.name == "notebooks" and target.exists():
-        continue  # the instructor's own edits of the source notebooks stay
+    if entry.name in ("notebooks", "grade_on_submit.json") and target.exists():
+        continue  # the instructor's own edits of the source notebooks and the policy stay
     if target.is_symlink() or target.is_file():
         target.unlink()
     elif target.is_dir():
@@ -228,10 +229,19 @@ def make_course(layout: HubLayout) -> None:
         shutil.rmtree(staged, ignore_errors=True)
 
 
+# Until the instructor changes it in the course folder: the demo assignment is graded on submit.
+DEFAULT_POLICY = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 6}}
+
+
 def _stage_course(layout: HubLayout, staged: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
     shutil.copy(ROOT / "nbgrader_config.py", staged / "nbgrader_config.py")
     shutil.copytree(ROOT / "grader", staged / "grader", ignore=ignore)
+    # The grading service runs from the course folder, as the grader account, which cannot read this repository.
+    (staged / "hub").mkdir()
+    shutil.copy(ROOT / "hub" / "__init__.py", staged / "hub" / "__init__.py")
+    shutil.copytree(ROOT / "hub" / "grade_on_submit", staged / "hub" / "grade_on_submit", ignore=ignore)
+    (staged / POLICY_FILE).write_text(json.dumps(DEFAULT_POLICY, indent=2) + "\n")
     shutil.copytree(ROOT / "notebooks", staged / "notebooks", symlinks=True, ignore=ignore)
     # The notebooks' links point at the repository's top-level files (modules, the students'
     # requirements): each target goes to the same place relative to the copied notebooks.

@@ -30,6 +30,7 @@ import requests
 from grader.engine import cgroups
 from hub import accounts, provision
 from hub.__main__ import hub_command
+from hub.grade_on_submit.policy import FILE_NAME as POLICY_FILE
 from hub.layout import DEFAULT_STATE, HubLayout
 from hub.provision import ROOT
 
@@ -187,6 +188,13 @@ class RunningHub:
         return self.log.read_text(errors="replace")
 
 
+def write_policy(layout: HubLayout, policy: dict) -> None:
+    """Write the course's grading-on-submit policy as the instructor would, as the grader account."""
+    script = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+    accounts.run_as(layout.grader, [str(layout.env / "bin" / "python"), "-c", script,
+                                    str(layout.course / POLICY_FILE), json.dumps(policy)], cwd=layout.course, env={})
+
+
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 120
     while True:
@@ -221,15 +229,19 @@ def _stop(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def running_hub(data: Path, students: list[str], visitors: list[str], validate_seconds: int = 120,
-                artifacts: Path | None = None) -> Iterator[RunningHub]:
-    """Set up and start a hub with instructor ``teacher``, ``students`` on the roster and ``visitors`` not."""
+                artifacts: Path | None = None, policy: dict | None = None, **settings) -> Iterator[RunningHub]:
+    """Set up and start a hub with instructor ``teacher``, ``students`` on the roster and ``visitors`` not.
+
+    ``policy`` replaces the course's grading-on-submit policy (``grade_on_submit.json``) before the
+    hub starts; ``settings`` are further ``HubLayout`` fields.
+    """
     remove_stale_accounts()
     state = Path(tempfile.mkdtemp(prefix="unet-hub-test-", dir="/var/tmp"))
-    port, hub_api, proxy_api, service = free_ports(4)
+    port, hub_api, proxy_api, service, grading = free_ports(5)
     layout = HubLayout(state=state, env=HUB_ENV, port=port, hub_api_port=hub_api, proxy_api_port=proxy_api,
-                       service_port=service, prefix=f"uh{secrets.token_hex(2)}-", instructors=["teacher"],
-                       students=students, visitors=visitors, account_tag=f"{TAG} pid={os.getpid()}",
-                       validate_seconds=validate_seconds)
+                       service_port=service, grading_port=grading, prefix=f"uh{secrets.token_hex(2)}-",
+                       instructors=["teacher"], students=students, visitors=visitors,
+                       account_tag=f"{TAG} pid={os.getpid()}", validate_seconds=validate_seconds, **settings)
     process = running = None
     log = state / "jupyterhub.log"
     # Set-up closes the repository to other accounts, as it should on a real machine; the tests
@@ -237,6 +249,8 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
     repository_mode = stat.S_IMODE(ROOT.stat().st_mode)
     try:
         passwords = provision.setup(layout, data)
+        if policy is not None:
+            write_policy(layout, policy)
         process = _start(layout, log)
         running = RunningHub(layout, passwords, process, log)
         yield running

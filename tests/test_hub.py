@@ -53,8 +53,9 @@ HIDDEN = ["BEGIN HIDDEN TESTS", "run_check", "grader.checks", "def check_"]
 @pytest.fixture(scope="module")
 def hub(small_data):
     assert not MISSING, MISSING
+    # Grading on submit has its own tests (test_grade_on_submit.py); here the instructor grades.
     with running_hub(small_data, students=["alice", "bob", "carol", "dave"], visitors=["eve"],
-                     artifacts=ARTIFACTS) as running:
+                     artifacts=ARTIFACTS, policy={}) as running:
         yield running
 
 

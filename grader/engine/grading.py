@@ -67,7 +67,7 @@ class _Warnings(logging.Handler):
 _APPS: dict[CourseSetup, object] = {}
 
 
-def _app(setup: CourseSetup):
+def nbgrader_app(setup: CourseSetup):
     """This process's nbgrader autograde application for ``setup``, made once.
 
     It is the process's Application instance, so the grader's preprocessors
@@ -96,7 +96,7 @@ def machine_problem(setup: CourseSetup) -> str | None:
     """
     from grader.engine.preflight import machine_problem as problem_with
 
-    return problem_with(_app(setup))
+    return problem_with(nbgrader_app(setup))
 
 
 def grade_submission(setup: CourseSetup, student: str) -> GradingResult:
@@ -107,7 +107,7 @@ def grade_submission(setup: CourseSetup, student: str) -> GradingResult:
     """
     from nbgrader.converters import Autograde
 
-    app = _app(setup)
+    app = nbgrader_app(setup)
     warnings = _Warnings()
     app.log.addHandler(warnings)
     started = time.perf_counter()

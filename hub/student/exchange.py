@@ -135,24 +135,27 @@ def tampering(path: str, owner: str, submitted_at: float, timestamp: str) -> str
 
 
 class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
-    """Collect only submissions whose folder belongs to the account named in it."""
+    """Collect only submissions whose folder belongs to the account named in it.
+
+    ``only`` names one submission folder to collect (grading on submit);
+    ``refused`` says, for each folder left out, why.
+    """
+
+    only: str | None = None
 
     def init_src(self) -> None:
         super().init_src()
+        self.refused: dict[str, str] = {}
         student_id = self.coursedir.student_id or "*"
         pattern = os.path.join(self.inbound_path, f"{student_id}+{self.coursedir.assignment_id}+*")
         records = []
         for path in glob.glob(pattern):
             record = self._path_to_record(path)
-            owner = owner_of(path)
-            if owner != record["username"]:
-                self.log.warning("Not collected: %s claims to be %s's submission but belongs to %s.",
-                                 record["filename"], record["username"], owner)
+            if self.only is not None and record["filename"] != self.only:
                 continue
-            # nbgrader's own reading of the name: the time is UTC, the user name may hold "+".
-            submitted_at = record["timestamp"].replace(tzinfo=UTC).timestamp()
-            problem = tampering(path, record["username"], submitted_at, record["filename"].rsplit("+", 3)[2])
+            problem = self._distrust(path, record)
             if problem:
+                self.refused[record["filename"]] = problem
                 self.log.warning("Not collected: %s, since %s.", record["filename"], problem)
                 continue
             records.append(record)
@@ -164,6 +167,15 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
                 on_time = [r for r in ordered if r["timestamp"] <= self.duedate]
                 ordered = on_time or ordered
             self.src_records.append(ordered[0])
+
+    @staticmethod
+    def _distrust(path: str, record: dict) -> str | None:
+        owner = owner_of(path)
+        if owner != record["username"]:
+            return f"it claims to be {record['username']}'s submission but belongs to {owner}"
+        # nbgrader's own reading of the name: the time is UTC, the user name may hold "+".
+        submitted_at = record["timestamp"].replace(tzinfo=UTC).timestamp()
+        return tampering(path, record["username"], submitted_at, record["filename"].rsplit("+", 3)[2])
 
 
 class CourseReleaseAssignment(ProvisionedRoot, ExchangeReleaseAssignment):

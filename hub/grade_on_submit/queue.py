@@ -1,0 +1,298 @@
+"""The durable queue of submissions to grade: one row per submission, in SQLite or PostgreSQL.
+
+Every submission found in the exchange gets one row, keyed by its folder's
+name (``student+assignment+timestamp``), so finding it again adds nothing.
+A row moves ``queued -> grading -> graded`` or ``failed``; an older
+submission still waiting when a newer one of the same student arrives
+becomes ``superseded`` (kept, not graded: the latest counts).
+
+Exactly once, with workers that may die at any moment:
+
+- a worker claims a row with one conditional ``UPDATE`` (the database makes
+  it atomic), which also sets a lease; it renews the lease while it grades;
+- a row whose lease ran out (its worker was killed) is claimed again, up to
+  ``MAX_ATTEMPTS`` times, after which it fails with the reason;
+- every step a worker runs is idempotent (collect replaces, autograde
+  overwrites the one gradebook entry, feedback overwrites its one file), so
+  a second run after a death leaves what one run leaves;
+- only the worker holding the current lease may finish a row.
+
+One student's submissions of one assignment are graded one at a time, in
+the order they were made: they share the course's folders for that student.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+QUEUED, GRADING, GRADED, FAILED, SUPERSEDED = "queued", "grading", "graded", "failed", "superseded"
+# A row in these states will be graded, or has been: it takes one of the student's gradings per hour.
+TAKES_A_SLOT = (QUEUED, GRADING, GRADED)
+MAX_ATTEMPTS = 3
+HOUR = 3600.0
+
+metadata = MetaData()
+submissions = Table(
+    "grade_on_submit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("folder", String(400), nullable=False, unique=True),
+    Column("student", String(200), nullable=False, index=True),
+    Column("assignment", String(200), nullable=False),
+    Column("timestamp", String(64), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("queued_at", Float, nullable=False),
+    # Not to be started before this time: the student's hourly cap was reached.
+    Column("not_before", Float, nullable=False),
+    # The cap in force when it arrived (0: none), to place it again if an earlier one fails.
+    Column("per_hour", Integer, nullable=False, default=0),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(200)),
+    Column("lease_until", Float),
+    Column("score", Float),
+    Column("max_score", Float),
+    # Why it failed, or a note (superseded by which submission).
+    Column("reason", Text),
+    # Seconds per phase (JSON): queued, collect, sandbox start, run, evidence, checks, feedback.
+    Column("phases", Text),
+    # The feedback is in the exchange, where the student's Fetch Feedback finds it.
+    Column("released", Boolean, nullable=False, default=False),
+)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One row of the queue, as read."""
+
+    id: int
+    folder: str
+    student: str
+    assignment: str
+    timestamp: str
+    state: str
+    queued_at: float
+    not_before: float
+    per_hour: int
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    worker: str | None
+    lease_until: float | None
+    score: float | None
+    max_score: float | None
+    reason: str | None
+    phases: dict[str, float]
+    released: bool
+
+    @classmethod
+    def from_row(cls, row: Any) -> Submission:
+        values = dict(row._mapping)
+        values["phases"] = json.loads(values["phases"] or "{}")
+        values["released"] = bool(values["released"])
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for the queue at ``url``, with its table made if missing.
+
+    SQLite waits up to a minute for a write lock (several workers write), and
+    keeps a write-ahead log so that readers (the web pages) never block them.
+    """
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection, _record):
+            connection.execute("PRAGMA busy_timeout = 60000")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+
+    metadata.create_all(engine)
+    return engine
+
+
+class Queue:
+    """The queue's operations; every method is one short transaction."""
+
+    def __init__(self, engine: Engine, clock=time.time):
+        self.engine, self.clock = engine, clock
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    # -- arriving -----------------------------------------------------------------------------------------
+    def add(self, folder: str, student: str, assignment: str, timestamp: str, per_hour: int | None) -> bool:
+        """Queue the submission in ``folder`` unless it is known; True if it was new.
+
+        Older submissions of the same student still waiting are superseded.
+        With a cap of ``per_hour`` gradings, the new one waits until the
+        student has a grading left in the last hour.
+        """
+        now = self.clock()
+        with self._tx() as db:
+            if db.execute(select(submissions.c.id).where(submissions.c.folder == folder)).first():
+                return False
+            db.execute(update(submissions).where(and_(
+                submissions.c.student == student, submissions.c.assignment == assignment,
+                submissions.c.state == QUEUED, submissions.c.timestamp < timestamp,
+            )).values(state=SUPERSEDED, finished_at=now,
+                      reason=f"A later submission ({timestamp}) was made before this one was graded; "
+                             "the later one is graded, this one is kept."))
+            not_before = self._next_slot(db, student, assignment, per_hour, now)
+            db.execute(submissions.insert().values(
+                folder=folder, student=student, assignment=assignment, timestamp=timestamp, state=QUEUED,
+                queued_at=now, not_before=not_before, per_hour=per_hour or 0, attempts=0, released=False,
+                phases="{}"))
+        return True
+
+    def _next_slot(self, db, student: str, assignment: str, per_hour: int | None, now: float,
+                   exclude: int | None = None) -> float:
+        """When ``student``'s next grading may start under a cap of ``per_hour`` (``now`` if it may now)."""
+        if not per_hour:
+            return now
+        slot = func.coalesce(submissions.c.started_at, submissions.c.not_before)
+        taken = sorted(t for (t,) in db.execute(select(slot).where(and_(
+            submissions.c.student == student, submissions.c.assignment == assignment,
+            submissions.c.state.in_(TAKES_A_SLOT), slot > now - HOUR, submissions.c.id != (exclude or -1)))))
+        if len(taken) < per_hour:
+            return now
+        # The window ending at the new slot may hold per_hour - 1 of these.
+        return max(now, taken[len(taken) - per_hour] + HOUR)
+
+    # -- grading ------------------------------------------------------------------------------------------
+    def claim(self, worker: str, lease: float) -> Submission | None:
+        """The oldest submission ready to grade, now leased to ``worker``; None when there is none.
+
+        Ready: queued and due, or grading with a lease that ran out (its
+        worker died), and no other submission of the same student and
+        assignment being graded under a live lease.
+        """
+        while True:
+            now = self.clock()
+            with self._tx() as db:
+                candidate = self._candidate(db, now)
+                if candidate is None:
+                    return None
+                if candidate.attempts >= MAX_ATTEMPTS:
+                    self._give_up(db, candidate, now)
+                    continue
+                taken = db.execute(update(submissions).where(and_(
+                    submissions.c.id == candidate.id, submissions.c.state == candidate.state,
+                    submissions.c.attempts == candidate.attempts,
+                )).values(state=GRADING, worker=worker, lease_until=now + lease, attempts=candidate.attempts + 1,
+                          started_at=func.coalesce(submissions.c.started_at, now)))
+                if taken.rowcount == 1:
+                    row = db.execute(select(submissions).where(submissions.c.id == candidate.id)).one()
+                    return Submission.from_row(row)
+            # Another worker took it between the read and the write: look again.
+
+    def _candidate(self, db, now: float) -> Submission | None:
+        busy = select(submissions.c.student, submissions.c.assignment).where(and_(
+            submissions.c.state == GRADING, submissions.c.lease_until >= now))
+        busy_pairs = {(s, a) for s, a in db.execute(busy)}
+        rows = db.execute(select(submissions).where(or_(
+            and_(submissions.c.state == QUEUED, submissions.c.not_before <= now),
+            and_(submissions.c.state == GRADING, submissions.c.lease_until < now),
+        )).order_by(submissions.c.not_before, submissions.c.id))
+        for row in rows:
+            if (row.student, row.assignment) not in busy_pairs:
+                return Submission.from_row(row)
+        return None
+
+    def _give_up(self, db, row: Submission, now: float) -> None:
+        db.execute(update(submissions).where(and_(submissions.c.id == row.id, submissions.c.state == row.state))
+                   .values(state=FAILED, finished_at=now, lease_until=None,
+                           reason=f"Grading stopped {row.attempts} times before it could finish (the grading "
+                                  "process was killed, e.g. out of memory); your instructor can see this and "
+                                  "will grade it by hand. It does not count against your gradings per hour."))
+
+    def renew(self, submission_id: int, worker: str, lease: float) -> bool:
+        """Extend ``worker``'s lease; False if the lease is no longer its own."""
+        with self._tx() as db:
+            done = db.execute(update(submissions).where(and_(
+                submissions.c.id == submission_id, submissions.c.worker == worker, submissions.c.state == GRADING,
+            )).values(lease_until=self.clock() + lease))
+            return done.rowcount == 1
+
+    def finish(self, submission_id: int, worker: str, *, state: str, score: float | None = None,
+               max_score: float | None = None, reason: str | None = None,
+               phases: dict[str, float] | None = None, released: bool = False) -> bool:
+        """Record how grading ended; False (and nothing written) if ``worker`` no longer holds the lease."""
+        assert state in (GRADED, FAILED, SUPERSEDED)
+        with self._tx() as db:
+            done = db.execute(update(submissions).where(and_(
+                submissions.c.id == submission_id, submissions.c.worker == worker, submissions.c.state == GRADING,
+            )).values(state=state, score=score, max_score=max_score, reason=reason, finished_at=self.clock(),
+                      lease_until=None, phases=json.dumps(phases or {}), released=released))
+            if done.rowcount == 1 and state == FAILED:
+                self._free_slot(db, submission_id)
+            return done.rowcount == 1
+
+    def _free_slot(self, db, failed_id: int) -> None:
+        """A failed grading does not count against the cap: a submission waiting for a slot may go sooner."""
+        failed = db.execute(select(submissions).where(submissions.c.id == failed_id)).one()
+        now = self.clock()
+        waiting = db.execute(select(submissions).where(and_(
+            submissions.c.student == failed.student, submissions.c.assignment == failed.assignment,
+            submissions.c.state == QUEUED, submissions.c.not_before > now)))
+        for row in waiting:
+            db.execute(update(submissions).where(submissions.c.id == row.id).values(
+                not_before=self._next_slot(db, row.student, row.assignment, row.per_hour, now, exclude=row.id)))
+
+    def mark_released(self, submission_ids: list[int]) -> None:
+        with self._tx() as db:
+            db.execute(update(submissions).where(submissions.c.id.in_(submission_ids)).values(released=True))
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def of_student(self, student: str) -> list[Submission]:
+        """``student``'s submissions, newest first."""
+        with self._tx() as db:
+            rows = db.execute(select(submissions).where(submissions.c.student == student)
+                              .order_by(submissions.c.timestamp.desc(), submissions.c.id.desc()))
+            return [Submission.from_row(r) for r in rows]
+
+    def get(self, submission_id: int) -> Submission | None:
+        with self._tx() as db:
+            row = db.execute(select(submissions).where(submissions.c.id == submission_id)).first()
+            return Submission.from_row(row) if row else None
+
+    def all(self, states: tuple[str, ...] | None = None) -> list[Submission]:
+        """Every submission (or those in ``states``), oldest first."""
+        query = select(submissions).order_by(submissions.c.id)
+        if states:
+            query = query.where(submissions.c.state.in_(states))
+        with self._tx() as db:
+            return [Submission.from_row(r) for r in db.execute(query)]
+
+    def known_folders(self) -> set[str]:
+        with self._tx() as db:
+            return {f for (f,) in db.execute(select(submissions.c.folder))}

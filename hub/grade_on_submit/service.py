@@ -1,0 +1,162 @@
+"""The grading service: watches the exchange, keeps the workers running, serves the pages.
+
+    python -m hub.grade_on_submit
+
+JupyterHub starts it as a managed service (``hub/jupyterhub_config.py``) as
+the course's grader account, in the course folder, and starts it again if
+it dies.  Everything it knows is in the queue's database, so a restart loses
+nothing: submissions that arrived meanwhile are found on the first scan, and
+those a killed worker held are graded again once their lease runs out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime
+from urllib.parse import urlparse
+
+from hub.grade_on_submit import views
+from hub.grade_on_submit.inbox import Inbox
+from hub.grade_on_submit.pipeline import due_date
+from hub.grade_on_submit.policy import PolicyFile
+from hub.grade_on_submit.queue import GRADED, Queue, open_engine
+from hub.grade_on_submit.settings import Settings
+from hub.grade_on_submit.worker import MACHINE_PROBLEM
+
+log = logging.getLogger("grade_on_submit")
+# Environment variables the workers do not get: the service's hub token is the service's alone.
+PRIVATE = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_OAUTH_CALLBACK_URL")
+DUE_DATE_SECONDS = 10.0
+
+
+class GradingService:
+    """The queue, the inbox and the workers of one course."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        (settings.course_root / "grade_on_submit").mkdir(mode=0o700, exist_ok=True)
+        self.queue = Queue(open_engine(settings.queue_url))
+        self.policies = PolicyFile(settings.policy_path)
+        self.inbox = Inbox(settings.exchange_inbound, self.queue, self.policies)
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        self.course_id = os.environ.get("UNET_GRADING_COURSE_ID", settings.course_root.name)
+        self.cookie_secret = os.urandom(32)
+        self._due: dict[str, tuple[float, datetime | None]] = {}
+
+    # -- what the pages show -------------------------------------------------------------------------------
+    def problem(self) -> str | None:
+        """Why grading on submit is not working as configured, for every page to show."""
+        notice = self.settings.course_root / MACHINE_PROBLEM
+        if notice.exists():
+            return "Grading on submit is paused: this machine cannot grade. " + notice.read_text()
+        if self.policies.problem:
+            return self.policies.problem
+        return None
+
+    def due(self, assignment: str) -> datetime | None:
+        """The assignment's due date, read from the gradebook at most every ``DUE_DATE_SECONDS``."""
+        read_at, value = self._due.get(assignment, (0.0, None))
+        if time.monotonic() - read_at > DUE_DATE_SECONDS:
+            value = due_date(self.settings.course_setup(assignment))
+            self._due[assignment] = (time.monotonic(), value)
+        return value
+
+    def student_view(self, student: str) -> list[dict]:
+        self.policies.refresh()
+        return [views.for_student(row, self.policies.of(row.assignment), self.due(row.assignment))
+                for row in self.queue.of_student(student)]
+
+    def instructor_view(self) -> list[dict]:
+        return [views.for_instructor(row) for row in self.queue.all()]
+
+    def policy_text(self) -> str:
+        self.policies.refresh()
+        chosen = {a: asdict(p) for a, p in self.policies.policies.items()}
+        return (f"{self.settings.policy_path}:\n{json.dumps(chosen, indent=2)}" if chosen else
+                f"No assignment is graded on submit ({self.settings.policy_path} is missing or empty).")
+
+    # -- keeping things going ------------------------------------------------------------------------------
+    def worker_environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE}
+        return {**env, **self.settings.environment()}
+
+    def supervise(self) -> None:
+        """Start the workers that are missing (at the start, or after one died), once an assignment needs them.
+
+        Each worker holds TensorFlow in memory: none run while no assignment is graded on submit.
+        """
+        self.policies.refresh()
+        if not any(p.grade_on_submit for p in self.policies.policies.values()):
+            return
+        for index in range(self.settings.workers):
+            name = f"worker-{index + 1}"
+            process = self.workers.get(name)
+            if process is not None and process.poll() is None:
+                continue
+            if process is not None:
+                log.error("%s stopped (exit status %s); starting it again", name, process.returncode)
+            self.workers[name] = subprocess.Popen(
+                [sys.executable, "-m", "hub.grade_on_submit.worker", name], cwd=self.settings.course_root,
+                env=self.worker_environment())
+
+    def release_after_due(self) -> None:
+        """Release the feedback held back until the due date, once it has passed."""
+        waiting: dict[str, list[int]] = {}
+        for row in self.queue.all((GRADED,)):
+            if not row.released:
+                waiting.setdefault(row.assignment, []).append(row.id)
+        for assignment, ids in waiting.items():
+            due = self.due(assignment)
+            if due is None or datetime.now(due.tzinfo) < due:
+                continue
+            result = subprocess.run([sys.executable, "-m", "nbgrader", "release_feedback", assignment],
+                                    cwd=self.settings.course_root, env=self.worker_environment(),
+                                    capture_output=True, text=True, timeout=600)
+            if result.returncode == 0:
+                self.queue.mark_released(ids)
+            else:
+                log.error("releasing the feedback of %s failed: %s", assignment, result.stderr[-2000:])
+
+    def scan(self) -> None:
+        try:
+            for folder in self.inbox.scan():
+                log.info("queued %s", folder)
+        except OSError as error:
+            log.error("cannot read the exchange's inbound folder: %s", error)
+
+    def stop(self) -> None:
+        for process in self.workers.values():
+            process.terminate()
+
+
+def main() -> int:
+    from tornado.ioloop import IOLoop, PeriodicCallback
+
+    from hub.grade_on_submit.web import application
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s grade_on_submit %(levelname)s %(message)s")
+    service = GradingService(Settings.from_environment())
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+    application(service).listen(url.port or 80, url.hostname or "127.0.0.1")
+    service.supervise()
+    service.scan()
+    PeriodicCallback(service.scan, 250).start()
+    PeriodicCallback(service.supervise, 1000).start()
+    PeriodicCallback(service.release_after_due, 30_000).start()
+    log.info("grading on submit: %s, %d worker(s)", service.settings.course_root, service.settings.workers)
+    try:
+        IOLoop.current().start()
+    finally:
+        service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

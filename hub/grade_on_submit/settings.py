@@ -1,0 +1,61 @@
+"""The grading service's settings, from its environment (set by the hub's configuration)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.course import gradebook_url
+from grader.engine.grading import CourseSetup
+from hub.grade_on_submit.policy import FILE_NAME
+
+# The queue on one machine: SQLite in the course folder, which only the grader account can read.
+QUEUE_FILE = "grade_on_submit/queue.sqlite"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the course and the queue are, and how the service works."""
+
+    course_root: Path
+    exchange_inbound: Path
+    queue_url: str
+    workers: int = 2
+    # A worker renews its lease every quarter of this; a killed worker's submission is graded again after it.
+    lease_seconds: float = 30.0
+    poll_seconds: float = 0.5
+    # Hub accounts that may see the whole queue.
+    instructors: tuple[str, ...] = ()
+
+    @property
+    def gradebook_url(self) -> str:
+        return gradebook_url(self.course_root)
+
+    @property
+    def policy_path(self) -> Path:
+        return self.course_root / FILE_NAME
+
+    def course_setup(self, assignment: str) -> CourseSetup:
+        return CourseSetup(str(self.course_root), self.gradebook_url, assignment)
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """``UNET_GRADING_*`` variables; the course folder is the working directory."""
+        course = Path(os.environ.get("UNET_GRADING_COURSE", os.getcwd())).resolve()
+        return cls(
+            course_root=course,
+            exchange_inbound=Path(os.environ["UNET_GRADING_INBOUND"]),
+            queue_url=os.environ.get("UNET_GRADING_QUEUE") or f"sqlite:///{course / QUEUE_FILE}",
+            workers=int(os.environ.get("UNET_GRADING_WORKERS", "2")),
+            lease_seconds=float(os.environ.get("UNET_GRADING_LEASE", "30")),
+            instructors=tuple(n for n in os.environ.get("UNET_GRADING_INSTRUCTORS", "").split(",") if n),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give a worker these settings."""
+        return {
+            "UNET_GRADING_COURSE": str(self.course_root), "UNET_GRADING_INBOUND": str(self.exchange_inbound),
+            "UNET_GRADING_QUEUE": self.queue_url, "UNET_GRADING_WORKERS": str(self.workers),
+            "UNET_GRADING_LEASE": str(self.lease_seconds), "UNET_GRADING_INSTRUCTORS": ",".join(self.instructors),
+        }

@@ -1,0 +1,189 @@
+"""The grading service's pages, behind the hub's login (JupyterHub OAuth).
+
+- ``<prefix>``: the logged-in student's own submissions, refreshed every two
+  seconds while one is queued or being graded (``api/mine``);
+- ``<prefix>feedback/<id>``: the feedback of one of their own submissions,
+  when the policy shows it;
+- ``<prefix>queue``: for instructors, every submission: waiting, running,
+  failed with the reason, and the policies in force (``api/queue``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from hub.grade_on_submit import views
+from hub.grade_on_submit.pipeline import feedback_copy
+from hub.grade_on_submit.queue import FAILED, GRADING, QUEUED
+
+if TYPE_CHECKING:
+    from hub.grade_on_submit.service import GradingService
+
+STUDENT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Your gradings</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; max-width: 70rem; }}
+table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: .4rem .6rem; }}
+tr {{ border-bottom: 1px solid #ccc; }} .note {{ color: #444; }} [data-state=failed] .state {{ font-weight: bold; }}
+</style></head><body>
+<h1>Your submissions of {course}, graded on submit</h1>
+<p>Each submission you make in the Assignments tab appears here within seconds and moves from
+<em>queued</em> to <em>grading</em> to <em>graded</em>. Only you can see this page's contents.</p>
+{problem}
+<table><thead><tr><th>Submitted</th><th>Assignment</th><th>State</th><th>Score</th><th>Feedback</th>
+<th>Details</th></tr></thead><tbody id="submissions"><tr><td colspan="6">Loading…</td></tr></tbody></table>
+{instructor_link}
+<script>
+const api = {api_url}, feedbackBase = {feedback_url};
+function cell(row, text) {{
+  const td = document.createElement("td"); td.textContent = text; row.append(td); return td;
+}}
+async function refresh() {{
+  let items;
+  try {{ items = await (await fetch(api, {{credentials: "same-origin"}})).json(); }}
+  catch (e) {{ setTimeout(refresh, 5000); return; }}
+  const body = document.getElementById("submissions");
+  body.replaceChildren();
+  if (!items.length) {{ const tr = body.insertRow(); cell(tr, "No submissions yet.").colSpan = 6; }}
+  for (const s of items) {{
+    const tr = body.insertRow();
+    tr.dataset.state = s.state; tr.dataset.id = s.id;
+    cell(tr, s.submitted); cell(tr, s.assignment);
+    cell(tr, s.label).className = "state";
+    cell(tr, s.score === null ? "" : `${{s.score}} / ${{s.max_score}}`).className = "score";
+    const fb = cell(tr, "");
+    if (s.feedback) {{ const a = document.createElement("a"); a.href = feedbackBase + s.id; a.textContent = "feedback";
+                      fb.append(a); }}
+    cell(tr, [s.note, s.reason].filter(Boolean).join(" ")).className = "note";
+  }}
+  const busy = items.some(s => s.state === "queued" || s.state === "grading");
+  setTimeout(refresh, busy ? 2000 : 10000);
+}}
+refresh();
+</script></body></html>
+"""
+
+QUEUE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Grading queue</title>
+<style>body {{ font-family: system-ui, sans-serif; margin: 2rem; }} table {{ border-collapse: collapse; }}
+th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc; vertical-align: top; }}</style>
+</head><body><h1>Grading queue of {course}</h1>
+{problem}
+<p>{counts}</p>
+<h2>Policies</h2><pre>{policies}</pre>
+<h2>Waiting, running and failed</h2>{open_rows}
+<h2>Not queued (a folder not owned by the account its name claims)</h2>{refused}
+<h2>Recently finished</h2>{done_rows}
+<p>The same as JSON: <a href="{api_url}">api/queue</a>. This page reloads every 5 seconds.</p>
+<script>setTimeout(() => location.reload(), 5000);</script>
+</body></html>
+"""
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "<p>None.</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c) if r.get(c) is not None else ''))}</td>"
+                                    for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class Base(HubOAuthenticated, web.RequestHandler):
+    @property
+    def service(self) -> GradingService:
+        return self.settings["grading_service"]
+
+    def user_name(self) -> str:
+        return self.get_current_user()["name"]
+
+    def require_instructor(self) -> None:
+        if self.user_name() not in self.service.settings.instructors:
+            raise web.HTTPError(403, "Only the course's instructors can see the queue.")
+
+    def problem_html(self) -> str:
+        problem = self.service.problem()
+        return f'<p role="alert"><strong>{html.escape(problem)}</strong></p>' if problem else ""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+
+class StudentPage(Base):
+    @web.authenticated
+    def get(self) -> None:
+        prefix = self.service.prefix
+        link = (f'<p><a href="{url_path_join(prefix, "queue")}">The whole queue (instructors)</a></p>'
+                if self.user_name() in self.service.settings.instructors else "")
+        self.write(STUDENT_PAGE.format(course=html.escape(self.service.course_id), problem=self.problem_html(),
+                                       api_url=json.dumps(url_path_join(prefix, "api/mine")),
+                                       feedback_url=json.dumps(url_path_join(prefix, "feedback/")),
+                                       instructor_link=link))
+
+
+class MineApi(Base):
+    @web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(self.service.student_view(self.user_name())))
+
+
+class Feedback(Base):
+    @web.authenticated
+    def get(self, submission_id: str) -> None:
+        shown = {s["id"]: s for s in self.service.student_view(self.user_name())}.get(int(submission_id))
+        if shown is None or not shown["feedback"]:
+            raise web.HTTPError(404, "No feedback of yours with that number can be shown now.")
+        page = feedback_copy(self.service.settings.course_root, int(submission_id))
+        # The page holds the student's own outputs: shown as a document, its scripts do not run.
+        self.set_header("Content-Security-Policy", "sandbox")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.write(page.read_bytes())
+
+
+class QueuePage(Base):
+    @web.authenticated
+    def get(self) -> None:
+        self.require_instructor()
+        rows = self.service.instructor_view()
+        columns = ["id", "student", "assignment", "submitted", "label", "attempts", "worker", "queued_at",
+                   "waiting_until", "score", "reason"]
+        for row in rows:
+            row["submitted"] = row["timestamp"]
+        open_rows = [r for r in rows if r["state"] in (QUEUED, GRADING, FAILED)]
+        done = [r for r in rows if r["state"] not in (QUEUED, GRADING, FAILED)][-50:]
+        counts = {state: sum(r["state"] == state for r in rows) for state in views.LABELS}
+        refused = [{"folder": f, "why": w} for f, w in sorted(self.service.inbox.refused.items())]
+        self.write(QUEUE_PAGE.format(
+            course=html.escape(self.service.course_id), problem=self.problem_html(),
+            counts=html.escape(", ".join(f"{views.LABELS[s]}: {n}" for s, n in counts.items())),
+            policies=html.escape(self.service.policy_text()), open_rows=_table(open_rows, columns),
+            refused=_table(refused, ["folder", "why"]), done_rows=_table(done, columns + ["phases"]),
+            api_url=html.escape(url_path_join(self.service.prefix, "api/queue"))))
+
+
+class QueueApi(Base):
+    @web.authenticated
+    def get(self) -> None:
+        self.require_instructor()
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"problem": self.service.problem(), "submissions": self.service.instructor_view(),
+                               "refused": self.service.inbox.refused}))
+
+
+def application(service: GradingService) -> web.Application:
+    prefix = service.prefix
+    return web.Application([
+        (prefix, StudentPage),
+        (url_path_join(prefix, "api/mine"), MineApi),
+        (url_path_join(prefix, r"feedback/(\d+)"), Feedback),
+        (url_path_join(prefix, "queue"), QueuePage),
+        (url_path_join(prefix, "api/queue"), QueueApi),
+        (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+    ], grading_service=service, cookie_secret=service.cookie_secret)

@@ -1,0 +1,216 @@
+"""The grading-on-submit queue, policy and views, without a hub: exactly once, leases, the cap, what students see."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hub.grade_on_submit import views
+from hub.grade_on_submit.inbox import parse_name
+from hub.grade_on_submit.policy import Policy, PolicyError, PolicyFile, parse
+from hub.grade_on_submit.queue import (FAILED, GRADED, GRADING, MAX_ATTEMPTS, QUEUED, SUPERSEDED, Queue,
+                                       open_engine)
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(tmp_path, clock) -> Queue:
+    return Queue(open_engine(f"sqlite:///{tmp_path / 'queue.sqlite'}"), clock=clock)
+
+
+def folder(student: str, stamp: str) -> str:
+    return f"{student}+hw+{stamp}+r4nd0m"
+
+
+def test_a_submission_is_queued_once_however_often_it_is_found(queue):
+    assert queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    assert not queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    assert [r.state for r in queue.all()] == [QUEUED]
+
+
+def test_a_claimed_submission_is_not_claimed_again_while_its_lease_lives(queue, clock):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    row = queue.claim("w1", lease=30)
+    assert row is not None and row.state == GRADING and row.attempts == 1
+    assert queue.claim("w2", lease=30) is None
+    clock.now += 10
+    assert queue.renew(row.id, "w1", 30)
+    clock.now += 25  # 35 s after the claim, but renewed at 10 s
+    assert queue.claim("w2", lease=30) is None
+
+
+def test_a_dead_workers_submission_is_graded_again_and_only_the_new_worker_may_finish_it(queue, clock):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    first = queue.claim("w1", lease=30)
+    clock.now += 31  # w1 was killed: no renewal
+    second = queue.claim("w2", lease=30)
+    assert second is not None and second.id == first.id and second.attempts == 2
+    assert not queue.renew(first.id, "w1", 30)
+    assert not queue.finish(first.id, "w1", state=GRADED, score=1.0)
+    assert queue.finish(second.id, "w2", state=GRADED, score=100.0, max_score=100.0)
+    [row] = queue.all()
+    assert (row.state, row.score, row.worker) == (GRADED, 100.0, "w2")
+
+
+def test_a_submission_that_kills_every_worker_fails_with_a_reason(queue, clock):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    for attempt in range(MAX_ATTEMPTS):
+        assert queue.claim(f"w{attempt}", lease=30) is not None
+        clock.now += 31
+    assert queue.claim("last", lease=30) is None
+    [row] = queue.all()
+    assert row.state == FAILED and f"stopped {MAX_ATTEMPTS} times" in row.reason
+    assert "does not count" in row.reason
+
+
+def test_one_students_submissions_are_graded_one_at_a_time_in_order(queue):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    first = queue.claim("w1", lease=30)
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", None)
+    queue.add(folder("bob", "t3"), "bob", "hw", "t3", None)
+    other = queue.claim("w2", lease=30)
+    assert other.student == "bob"  # ann's second waits for her first
+    assert queue.claim("w3", lease=30) is None
+    queue.finish(first.id, "w1", state=GRADED)
+    assert queue.claim("w3", lease=30).timestamp == "t2"
+
+
+def test_a_later_submission_supersedes_one_still_waiting(queue):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", None)
+    states = {r.timestamp: r.state for r in queue.all()}
+    assert states == {"t1": SUPERSEDED, "t2": QUEUED}
+    assert "t2" in queue.all((SUPERSEDED,))[0].reason
+
+
+def test_the_cap_delays_a_grading_until_the_hour_allows_it(queue, clock):
+    start = clock.now
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", per_hour=2)
+    queue.finish(queue.claim("w", 30).id, "w", state=GRADED)
+    clock.now += 600
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=2)
+    queue.finish(queue.claim("w", 30).id, "w", state=GRADED)
+    clock.now += 600
+    queue.add(folder("ann", "t3"), "ann", "hw", "t3", per_hour=2)
+    [waiting] = queue.all((QUEUED,))
+    assert waiting.not_before == start + 3600  # when the first grading leaves the hour
+    assert queue.claim("w", 30) is None
+    # Another student is not held up.
+    queue.add(folder("bob", "t4"), "bob", "hw", "t4", per_hour=2)
+    bob = queue.claim("w", 30)
+    assert bob.student == "bob"
+    queue.finish(bob.id, "w", state=GRADED)
+    clock.now = start + 3600
+    assert queue.claim("w", 30).timestamp == "t3"
+
+
+def test_a_failed_grading_does_not_count_against_the_cap(queue, clock):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", per_hour=1)
+    first = queue.claim("w", 30)
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=1)
+    assert queue.all((QUEUED,))[0].not_before > clock.now  # waits for the hour
+    queue.finish(first.id, "w", state=FAILED, reason="could not be read")
+    assert queue.all((QUEUED,))[0].not_before == clock.now  # the failed one freed its slot
+    assert queue.claim("w", 30).timestamp == "t2"
+
+
+def _claim_all(url: str, worker: str, results) -> None:
+    queue = Queue(open_engine(url))
+    while (row := queue.claim(worker, lease=600)) is not None:
+        queue.finish(row.id, worker, state=GRADED)
+        results.put((row.id, worker))
+
+
+def test_workers_in_separate_processes_claim_each_submission_exactly_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'queue.sqlite'}"
+    queue = Queue(open_engine(url))
+    for i in range(60):
+        queue.add(folder(f"s{i}", f"t{i}"), f"s{i}", "hw", f"t{i}", None)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_claim_all, args=(url, f"w{n}", results)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    claimed = [results.get(timeout=5) for _ in range(60)]
+    assert sorted(i for i, _ in claimed) == sorted(r.id for r in queue.all())
+    assert all(r.state == GRADED and r.attempts == 1 for r in queue.all())
+
+
+def test_the_policy_file_names_what_is_wrong(tmp_path):
+    assert parse('{"hw": {"grade_on_submit": true, "show": "score", "per_hour": 3}}', "p.json") == {
+        "hw": Policy(True, "score", 3)}
+    for text, expected in [
+        ("{", "p.json is not valid JSON"),
+        ('{"hw": {"show": "all"}}', "p.json, assignment 'hw': show must be one of feedback, score, nothing"),
+        ('{"hw": {"per_hour": -1}}', "per_hour must be a whole number"),
+        ('{"hw": {"grade_on_submit": "yes"}}', "grade_on_submit must be true or false"),
+        ('{"hw": {"grade_on_sumbit": true}}', "unknown key(s) grade_on_sumbit"),
+    ]:
+        with pytest.raises(PolicyError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+            parse(text, "p.json")
+    path = tmp_path / "grade_on_submit.json"
+    path.write_text('{"hw": {"grade_on_submit": true}}')
+    policies = PolicyFile(path)
+    policies.refresh()
+    assert policies.of("hw").grade_on_submit and not policies.of("other").grade_on_submit
+    path.write_text('{"hw": {"grade_on_submit": "on"}}  ')  # a bad edit keeps the last good policy
+    policies.refresh()
+    assert policies.of("hw").grade_on_submit and "previous policy stays in force" in policies.problem
+
+
+def test_a_submission_folder_is_read_as_nbgrader_reads_it():
+    found = parse_name("jo+ann+hw+2026-11-29 16:24:22.827930 UTC+IUrwZo7ikYwH")
+    assert (found.student, found.assignment, found.timestamp) == ("jo+ann", "hw", "2026-11-29 16:24:22.827930 UTC")
+    assert parse_name("not-a-submission") is None
+
+
+@pytest.mark.parametrize("show, due, score, feedback", [
+    ("feedback", None, True, True),
+    ("score", None, True, False),
+    ("nothing", None, False, False),
+    ("nothing", datetime(2000, 1, 1, tzinfo=UTC), True, True),  # past the due date: everything
+    ("score", datetime(2999, 1, 1, tzinfo=UTC), True, False),
+])
+def test_a_student_sees_what_the_policy_shows(queue, show, due, score, feedback):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    queue.finish(queue.claim("w", 30).id, "w", state=GRADED, score=85.0, max_score=100.0)
+    [row] = queue.of_student("ann")
+    shown = views.for_student(row, Policy(True, show, 0), due)
+    assert (shown["score"] is not None, shown["feedback"]) == (score, feedback)
+    assert "worker" not in shown and "phases" not in shown
+    if not feedback:
+        assert shown["note"].startswith("Graded. The ")
+    assert queue.of_student("bob") == []
+
+
+def test_a_student_over_the_cap_is_told_when_the_grading_will_be(queue, clock):
+    for stamp in ("t1", "t2"):
+        queue.add(folder("ann", stamp), "ann", "hw", stamp, per_hour=1)
+        if stamp == "t1":
+            queue.finish(queue.claim("w", 30).id, "w", state=GRADED)
+    waiting = queue.of_student("ann")[0]
+    note = views.for_student(waiting, Policy(True, "feedback", 1), None, now=clock.now)["note"]
+    assert "1 grading(s) in the last hour" in note and views.clock_time(clock.now + 3600) in note
+
+
+def test_an_unknown_assignment_is_not_graded_on_submit(tmp_path):
+    policies = PolicyFile(Path(tmp_path / "missing.json"))
+    policies.refresh()
+    assert policies.of("hw") == Policy() and not Policy().grade_on_submit and policies.problem is None
