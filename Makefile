@@ -35,7 +35,7 @@ demo: data sandbox-deps
 	$(DELEGATED) $(BIN)/python -m grader.dev.demo
 
 test: lint
-	$(DELEGATED) $(BIN)/python -m pytest
+	$(DELEGATED) $(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

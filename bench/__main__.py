@@ -1,12 +1,14 @@
 """Speed and quality figures, measured side by side in one run: `make bench`.
 
-    python -m bench [--only grading,class,throughput,quality] [--class-size 100] [--workers N]
+    python -m bench [--only grading,class,throughput,quality,on_submit] [--class-size 100] [--workers N]
 
 Sections:
   grading     one submission: our autograde against plain nbgrader running the whole notebook
   class       a class of generated submissions: one `nbgrader autograde` against --workers N
   throughput  training images/s: the notebook's pipeline and precision against the plain float32 one
   quality     held-out pixel accuracy and IoU after the notebook's epochs, synthetic and real data
+  on_submit   grading on submit on a throw-away hub (root): time to feedback idle and in a deadline
+              burst, per phase, against the cron way (bench/on_submit.py)
 
 Each section prints its figures and how they compare with the targets of the
 speed-and-scale issue; everything is also written to reports/bench.json.
@@ -24,7 +26,7 @@ from grader.course import ROOT
 from grader.dev.training import DEFAULT_EPOCHS
 
 REAL_DATA = ROOT.parent / "shared" / "carla"
-SECTIONS = ("grading", "class", "throughput", "quality")
+SECTIONS = ("grading", "class", "throughput", "quality", "on_submit")
 
 
 def verdict(ok: bool, distance: str = "") -> str:
@@ -94,6 +96,14 @@ def run_quality(args, data: Path) -> dict:
     return results
 
 
+def run_on_submit(args, data: Path) -> dict:
+    from bench.on_submit import on_submit, report
+
+    r = on_submit(data, args.burst, args.burst_window, args.idle, min(args.naive, args.burst), args.workers)
+    report(r, verdict)
+    return r
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
@@ -103,10 +113,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs for the quality figures")
     parser.add_argument("--throughput-epochs", type=int, default=3)
+    parser.add_argument("--burst", type=int, default=100, help="students in the deadline burst (on_submit)")
+    parser.add_argument("--burst-window", type=float, default=60, help="seconds the burst is spread over")
+    parser.add_argument("--idle", type=int, default=8, help="submissions timed one at a time (on_submit)")
+    parser.add_argument("--naive", type=int, default=100,
+                        help="burst students also graded the cron way (fewer: the rest is extrapolated)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
     args = parser.parse_args(argv)
 
-    runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality}
+    runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality,
+               "on_submit": run_on_submit}
     chosen = args.only.split(",")
     for section in chosen:
         if section not in runners:

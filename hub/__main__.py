@@ -42,6 +42,8 @@ def print_logins(layout: HubLayout, logins: dict[str, str]) -> None:
         for name in names:
             print(f"  {role:12} {name:24} password {logins[name]}")
     print(f"Formgrader (instructors): {layout.url}/services/{layout.course_id}/formgrader")
+    print(f"Grading on submit (students: their gradings; instructors: queue): "
+          f"{layout.url}/services/{layout.grading_service}/")
     print(f"State (hub database, gradebook, exchange): {layout.state}\n")
 
 

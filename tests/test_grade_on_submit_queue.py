@@ -11,8 +11,7 @@ import pytest
 from hub.grade_on_submit import views
 from hub.grade_on_submit.inbox import parse_name
 from hub.grade_on_submit.policy import Policy, PolicyError, PolicyFile, parse
-from hub.grade_on_submit.queue import (FAILED, GRADED, GRADING, MAX_ATTEMPTS, QUEUED, SUPERSEDED, Queue,
-                                       open_engine)
+from hub.grade_on_submit.queue import FAILED, GRADED, GRADING, MAX_ATTEMPTS, QUEUED, SUPERSEDED, Queue, open_engine
 
 
 class Clock:
@@ -136,8 +135,20 @@ def _claim_all(url: str, worker: str, results) -> None:
         results.put((row.id, worker))
 
 
-def test_workers_in_separate_processes_claim_each_submission_exactly_once(tmp_path):
-    url = f"sqlite:///{tmp_path / 'queue.sqlite'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def queue_url(request, tmp_path):
+    """The queue on one machine (SQLite) and on a server several machines share (PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'queue.sqlite'}"
+        return
+    from tests.postgres import postgres_server
+
+    with postgres_server("grading_queue") as url:
+        yield url
+
+
+def test_workers_in_separate_processes_claim_each_submission_exactly_once(queue_url):
+    url = queue_url
     queue = Queue(open_engine(url))
     for i in range(60):
         queue.add(folder(f"s{i}", f"t{i}"), f"s{i}", "hw", f"t{i}", None)

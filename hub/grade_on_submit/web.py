@@ -1,7 +1,7 @@
 """The grading service's pages, behind the hub's login (JupyterHub OAuth).
 
-- ``<prefix>``: the logged-in student's own submissions, refreshed every two
-  seconds while one is queued or being graded (``api/mine``);
+- ``<prefix>``: the logged-in student's own submissions, refreshed every
+  second while one is queued or being graded (``api/mine``);
 - ``<prefix>feedback/<id>``: the feedback of one of their own submissions,
   when the policy shows it;
 - ``<prefix>queue``: for instructors, every submission: waiting, running,
@@ -40,13 +40,14 @@ tr {{ border-bottom: 1px solid #ccc; }} .note {{ color: #444; }} [data-state=fai
 <th>Details</th></tr></thead><tbody id="submissions"><tr><td colspan="6">Loading…</td></tr></tbody></table>
 {instructor_link}
 <script>
-const api = {api_url}, feedbackBase = {feedback_url};
+const api = {api_url}, feedbackBase = {feedback_url}, xsrf = {xsrf};
 function cell(row, text) {{
   const td = document.createElement("td"); td.textContent = text; row.append(td); return td;
 }}
 async function refresh() {{
   let items;
-  try {{ items = await (await fetch(api, {{credentials: "same-origin"}})).json(); }}
+  // A request from a page's script must show the page's xsrf token (JupyterHub's cookie rules).
+  try {{ items = await (await fetch(api, {{headers: {{"X-XSRFToken": xsrf}}}})).json(); }}
   catch (e) {{ setTimeout(refresh, 5000); return; }}
   const body = document.getElementById("submissions");
   body.replaceChildren();
@@ -63,7 +64,7 @@ async function refresh() {{
     cell(tr, [s.note, s.reason].filter(Boolean).join(" ")).className = "note";
   }}
   const busy = items.some(s => s.state === "queued" || s.state === "grading");
-  setTimeout(refresh, busy ? 2000 : 10000);
+  setTimeout(refresh, busy ? 1000 : 10000);
 }}
 refresh();
 </script></body></html>
@@ -124,6 +125,7 @@ class StudentPage(Base):
         self.write(STUDENT_PAGE.format(course=html.escape(self.service.course_id), problem=self.problem_html(),
                                        api_url=json.dumps(url_path_join(prefix, "api/mine")),
                                        feedback_url=json.dumps(url_path_join(prefix, "feedback/")),
+                                       xsrf=json.dumps(self.xsrf_token.decode()),
                                        instructor_link=link))
 
 

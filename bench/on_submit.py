@@ -1,0 +1,184 @@
+"""Grading on submit, timed on a throw-away hub on localhost (root: it makes one unix account per student).
+
+    python -m bench --only on_submit [--burst 100] [--burst-window 60] [--idle 8] [--naive 100]
+
+- idle: one submission at a time, each waiting for the last: time from the
+  submission to its grade and feedback being visible (p50, p95);
+- burst: ``--burst`` students each submit once at random moments within
+  ``--burst-window`` seconds: time to feedback (p50, p95, max) and the time
+  to drain the queue;
+- per phase (queued, collect, sandbox start, run, evidence, checks, feedback)
+  for both;
+- the naive way for the same burst, after it: what a cron script does, the
+  four nbgrader commands (collect, autograde, generate_feedback,
+  release_feedback) for one student after another, as the grader account.
+  With ``--naive N`` below ``--burst`` only the first N students are graded
+  that way, and the drain time is extrapolated (and said to be).
+
+A submission is made as nbgrader's submit leaves it: a folder in the
+exchange's inbound, owned by the student, its ``timestamp.txt`` written
+last.  Written by root straight into the exchange, so that a hundred
+students submitting cost the machine nothing but the grading.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+
+from grader.course import NOTEBOOK, reference_solutions
+from grader.dev.examples import fill, solutions_for
+from hub.grade_on_submit.queue import GRADING, QUEUED, Queue, open_engine
+from hub.grade_on_submit.settings import QUEUE_FILE
+from hub.layout import ASSIGNMENT, HubLayout
+
+PHASES = ("queued", "collect", "sandbox start", "run", "evidence", "checks", "feedback")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def make_submission(layout: HubLayout, student: str, notebook: str) -> tuple[str, float]:
+    """Put a submission of ``student`` into the inbound folder as nbgrader's submit would; (folder, time)."""
+    import pwd
+
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC"
+    folder = layout.inbound / f"{student}+{ASSIGNMENT}+{stamp}+{secrets.token_urlsafe(9)}"
+    owner, group = pwd.getpwnam(student).pw_uid, pwd.getpwnam(layout.grader).pw_gid
+    staging = layout.state / f".staging-{student}"
+    staging.mkdir()
+    (staging / f"{NOTEBOOK}.ipynb").write_text(notebook)
+    for path in (staging, staging / f"{NOTEBOOK}.ipynb"):
+        os.chown(path, owner, group)
+    staging.chmod(0o750)
+    staging.rename(folder)
+    (folder / "timestamp.txt").write_text(stamp)
+    os.chown(folder / "timestamp.txt", owner, group)
+    return folder.name, now.timestamp()
+
+
+def wait_for(queue: Queue, folders: set[str], timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [r for r in queue.all() if r.folder in folders]
+        if len(rows) == len(folders) and all(r.state not in (QUEUED, GRADING) for r in rows):
+            return rows
+        time.sleep(0.25)
+    raise TimeoutError(f"{len(folders)} submissions were not all graded within {timeout:.0f} s")
+
+
+def summary(rows, arrived: dict[str, float]) -> dict:
+    """Time to feedback per submission (from its arrival to its grade being shown) and phases."""
+    to_feedback = [r.finished_at - arrived[r.folder] for r in rows]
+    phases = {p: statistics.mean(r.phases.get(p, 0.0) for r in rows) for p in PHASES}
+    return {"count": len(rows), "p50": statistics.median(to_feedback), "p95": percentile(to_feedback, 95),
+            "max": max(to_feedback), "states": sorted({r.state for r in rows}), "phases": phases,
+            "to_feedback": to_feedback}
+
+
+def print_phases(phases: dict[str, float]) -> None:
+    print("    mean seconds per phase: " + ", ".join(f"{p} {phases[p]:.2f}" for p in PHASES))
+
+
+def naive(hub, students: list[str]) -> list[float]:
+    """Seconds each student takes the cron way: four nbgrader commands as the grader account."""
+    from hub import provision
+
+    seconds = []
+    for student in students:
+        started = time.perf_counter()
+        for step in ("collect", "autograde", "generate_feedback", "release_feedback"):
+            extra = ["--force"] if step in ("autograde", "generate_feedback") else []
+            provision.nbgrader_as_grader(hub.layout, step, ASSIGNMENT, f"--student={student}", *extra)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int, workers: int) -> dict:
+    from tests.hub_harness import running_hub
+
+    policy = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0}}
+    students = [f"s{i:03d}" for i in range(burst)]
+    good = nbformat.writes(fill(_release(), reference_solutions()))
+    buggy = nbformat.writes(fill(_release(), solutions_for("bug_conv_block")))
+    results: dict = {"workers": workers, "cores": os.cpu_count()}
+    with running_hub(data, students=students, visitors=[], policy=policy, grading_workers=workers) as hub:
+        queue = Queue(open_engine(f"sqlite:///{hub.layout.course / QUEUE_FILE}"))
+        accounts = hub.layout.student_accounts
+        _wait_for_workers(hub)
+        arrived: dict[str, float] = {}
+        idle_rows = []
+        for student in accounts[:idle]:
+            folder, at = make_submission(hub.layout, student, good)
+            arrived[folder] = at
+            idle_rows += wait_for(queue, {folder}, 300)
+        results["idle"] = summary(idle_rows, arrived)
+        # The burst: every student once, at random moments within the window.
+        rng = random.Random(7)
+        moments = sorted(rng.uniform(0, window) for _ in accounts)
+        start = time.time()
+        folders = set()
+        for student, moment in zip(accounts, moments, strict=True):
+            time.sleep(max(0.0, start + moment - time.time()))
+            folder, at = make_submission(hub.layout, student, good if rng.random() < 0.7 else buggy)
+            arrived[folder] = at
+            folders.add(folder)
+        rows = wait_for(queue, folders, 3600)
+        results["burst"] = summary(rows, arrived)
+        results["burst"]["drain"] = max(r.finished_at for r in rows) - start
+        results["burst"]["window"] = window
+        chosen = accounts[:naive_count]
+        results["naive"] = {"students": len(chosen), "seconds": naive(hub, chosen)}
+    return results
+
+
+def _release() -> nbformat.NotebookNode:
+    from grader.course import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
+
+    if RELEASE_NOTEBOOK.exists():
+        return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+
+
+def _wait_for_workers(hub, timeout: float = 180) -> None:
+    """The workers import TensorFlow when the service starts: the idle figures start once they are ready."""
+    deadline = time.monotonic() + timeout
+    while hub.log_text().count(" ready") < hub.layout.grading_workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the grading workers did not start")
+        time.sleep(1)
+
+
+def report(r: dict, verdict) -> None:
+    idle, burst, naive_run = r["idle"], r["burst"], r["naive"]
+    print(f"  {r['workers']} workers on {r['cores']} cores")
+    print(f"  idle ({idle['count']} submissions, one at a time): time to feedback p50 {idle['p50']:.1f} s, "
+          f"p95 {idle['p95']:.1f} s, max {idle['max']:.1f} s")
+    p50, p95 = idle["p50"], idle["p95"]
+    print(f"    p50 <= 10 s: {verdict(p50 <= 10, f'{p50:.1f} s')}; p95 <= 30 s: {verdict(p95 <= 30, f'{p95:.1f} s')}")
+    print_phases(idle["phases"])
+    print(f"  burst ({burst['count']} students within {burst['window']:.0f} s): drained in {burst['drain']:.0f} s; "
+          f"time to feedback p50 {burst['p50']:.0f} s, p95 {burst['p95']:.0f} s, max {burst['max']:.0f} s; "
+          f"outcomes {', '.join(burst['states'])}")
+    target = 360 * burst["count"] / 100
+    drained = burst["drain"]
+    print(f"    drained <= {target:.0f} s: {verdict(drained <= target, f'{drained:.0f} s')}")
+    print_phases(burst["phases"])
+    per_student = statistics.mean(naive_run["seconds"])
+    drain = per_student * burst["count"]
+    how = "measured" if naive_run["students"] == burst["count"] else (
+        f"extrapolated from {naive_run['students']} students")
+    print(f"  naive (cron: collect, autograde, generate_feedback, release_feedback per student): "
+          f"{per_student:.1f} s per student, the burst drained in {drain:.0f} s ({how}); "
+          f"grading on submit is {drain / burst['drain']:.1f}x faster to drain")
+    r["naive"]["drain"], r["ratio"] = drain, drain / burst["drain"]
