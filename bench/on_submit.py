@@ -62,8 +62,10 @@ def make_submission(layout: HubLayout, student: str, notebook: str) -> tuple[str
         os.chown(path, owner, group)
     staging.chmod(0o750)
     staging.rename(folder)
-    (folder / "timestamp.txt").write_text(stamp)
-    os.chown(folder / "timestamp.txt", owner, group)
+    # Last, in nbgrader's order: the time, then the secret feedback is keyed by.
+    for name, text in (("timestamp.txt", stamp), ("submission_secret.txt", secrets.token_hex(64))):
+        (folder / name).write_text(text)
+        os.chown(folder / name, owner, group)
     return folder.name, now.timestamp()
 
 

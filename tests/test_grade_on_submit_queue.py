@@ -225,3 +225,24 @@ def test_an_unknown_assignment_is_not_graded_on_submit(tmp_path):
     policies = PolicyFile(Path(tmp_path / "missing.json"))
     policies.refresh()
     assert policies.of("hw") == Policy() and not Policy().grade_on_submit and policies.problem is None
+
+
+def test_students_are_told_which_assignments_are_graded_on_submit_and_what_they_will_see():
+    summary = views.policy_summary({"hw": Policy(True, "score", 3), "lab": Policy(False)})
+    assert summary == ("hw is graded on submit: you will see your score (the feedback after the due date); "
+                       "at most 3 grading(s) an hour. lab is not graded on submit.")
+    assert views.policy_summary({}) == "No assignment is graded on submit at the moment."
+
+
+def test_a_submission_is_queued_only_once_nbgrader_has_written_all_of_it(tmp_path):
+    from hub.grade_on_submit.inbox import settled
+
+    stamp = "2026-11-29 16:24:22.827930 UTC"
+    (tmp_path / "unet.ipynb").write_text("{}")
+    assert not settled(tmp_path, stamp)
+    (tmp_path / "timestamp.txt").write_text(stamp)
+    assert not settled(tmp_path, stamp)  # the secret, which feedback needs, comes last
+    (tmp_path / "submission_secret.txt").write_text("ab" * 64)
+    assert settled(tmp_path, stamp)
+    (tmp_path / "timestamp.txt").write_text("2026-11-29 16:24:23.000000 UTC")
+    assert not settled(tmp_path, stamp)

@@ -1,7 +1,7 @@
 """Finding new submissions in the exchange's inbound folder and queueing them.
 
-A submission is queued once nbgrader's submit has finished writing it (its
-``timestamp.txt`` holds the time in its name), and only for an assignment
+A submission is queued once nbgrader's submit has finished writing it
+(``settled``), and only for an assignment
 whose policy grades on submit.  A folder that does not belong to the
 account its name claims is not queued: it is listed for the instructor,
 never shown to the student it names.
@@ -16,6 +16,9 @@ from pathlib import Path
 
 from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import Queue
+
+# nbgrader's submission secret: secrets.token_hex(64).
+SECRET_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,14 @@ def parse_name(name: str) -> Found | None:
 
 
 def settled(path: Path, timestamp: str) -> bool:
-    """Whether nbgrader's submit has finished writing ``path`` (it writes ``timestamp.txt`` last)."""
+    """Whether nbgrader's submit has finished writing ``path``.
+
+    It writes the notebooks, then ``timestamp.txt``, then
+    ``submission_secret.txt`` (which feedback needs), in one go.
+    """
     try:
-        return (path / "timestamp.txt").read_text().strip() == timestamp
+        return ((path / "timestamp.txt").read_text().strip() == timestamp
+                and len((path / "submission_secret.txt").read_text().strip()) >= SECRET_LENGTH)
     except OSError:
         return False
 

@@ -76,6 +76,10 @@ class GradingService:
     def instructor_view(self) -> list[dict]:
         return [views.for_instructor(row) for row in self.queue.all()]
 
+    def policy_summary(self) -> str:
+        self.policies.refresh()
+        return views.policy_summary(self.policies.policies)
+
     def policy_text(self) -> str:
         self.policies.refresh()
         chosen = {a: asdict(p) for a, p in self.policies.policies.items()}

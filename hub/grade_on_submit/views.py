@@ -48,6 +48,22 @@ def for_student(row: Submission, policy: Policy, due: datetime | None, now: floa
     return shown
 
 
+SHOWN = {"feedback": "your score and feedback", "score": "your score (the feedback after the due date)",
+         "nothing": "that it was received (score and feedback after the due date)"}
+
+
+def policy_summary(policies: dict[str, Policy]) -> str:
+    """For students, one sentence per assignment: whether it is graded on submit, and what they will see."""
+    parts = []
+    for assignment, policy in sorted(policies.items()):
+        if not policy.grade_on_submit:
+            parts.append(f"{assignment} is not graded on submit.")
+            continue
+        cap = f"; at most {policy.per_hour} grading(s) an hour" if policy.per_hour else ""
+        parts.append(f"{assignment} is graded on submit: you will see {SHOWN[policy.show]}{cap}.")
+    return " ".join(parts) or "No assignment is graded on submit at the moment."
+
+
 def for_instructor(row: Submission, now: float | None = None) -> dict:
     """One submission as the instructor sees it in the queue: everything, with the phases' times."""
     now = time.time() if now is None else now

@@ -35,6 +35,7 @@ tr {{ border-bottom: 1px solid #ccc; }} .note {{ color: #444; }} [data-state=fai
 <h1>Your submissions of {course}, graded on submit</h1>
 <p>Each submission you make in the Assignments tab appears here within seconds and moves from
 <em>queued</em> to <em>grading</em> to <em>graded</em>. Only you can see this page's contents.</p>
+<p>{policies}</p>
 {problem}
 <table><thead><tr><th>Submitted</th><th>Assignment</th><th>State</th><th>Score</th><th>Feedback</th>
 <th>Details</th></tr></thead><tbody id="submissions"><tr><td colspan="6">Loading…</td></tr></tbody></table>
@@ -123,6 +124,7 @@ class StudentPage(Base):
         link = (f'<p><a href="{url_path_join(prefix, "queue")}">The whole queue (instructors)</a></p>'
                 if self.user_name() in self.service.settings.instructors else "")
         self.write(STUDENT_PAGE.format(course=html.escape(self.service.course_id), problem=self.problem_html(),
+                                       policies=html.escape(self.service.policy_summary()),
                                        api_url=json.dumps(url_path_join(prefix, "api/mine")),
                                        feedback_url=json.dumps(url_path_join(prefix, "feedback/")),
                                        xsrf=json.dumps(self.xsrf_token.decode()),
@@ -143,6 +145,9 @@ class Feedback(Base):
         if shown is None or not shown["feedback"]:
             raise web.HTTPError(404, "No feedback of yours with that number can be shown now.")
         page = feedback_copy(self.service.settings.course_root, int(submission_id))
+        if not page.is_file():
+            raise web.HTTPError(404, "This submission's feedback page is missing; your instructor can make it again "
+                                     "with generate_feedback.")
         # The page holds the student's own outputs: shown as a document, its scripts do not run.
         self.set_header("Content-Security-Policy", "sandbox")
         self.set_header("Content-Type", "text/html; charset=utf-8")
