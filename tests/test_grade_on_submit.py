@@ -219,7 +219,8 @@ def test_the_policies_what_students_see_the_cap_and_failures(hub):
     stamp = datetime.fromtimestamp(time.time() - 600, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
     folder = hub.layout.inbound / f"{cat_name}+{ASSIGNMENT}+{stamp}+byhand"
     made = hub.as_user(cat_name, ["sh", "-c", f"mkdir '{folder}' && cp '{notebook}' '{folder}/' && "
-                                              f"printf %s '{stamp}' > '{folder}/timestamp.txt'"])
+                                              f"printf %s '{stamp}' > '{folder}/timestamp.txt' && "
+                                              f"printf %s '{'ab' * 64}' > '{folder}/submission_secret.txt'"])
     assert made.returncode == 0, made.stderr
     [broken] = wait_until_final(hub, "cat", 1)
     assert broken.state == FAILED and "was changed after the submission was made" in broken.reason, broken

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,11 @@ def folder(student: str, stamp: str) -> str:
     return f"{student}+hw+{stamp}+r4nd0m"
 
 
+def finish(queue: Queue, row, **outcome) -> bool:
+    """``row``'s worker records ``outcome`` for the attempt it claimed."""
+    return queue.finish(row.id, row.worker, row.attempts, **outcome)
+
+
 def test_a_submission_is_queued_once_however_often_it_is_found(queue):
     assert queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
     assert not queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
@@ -48,7 +54,7 @@ def test_a_claimed_submission_is_not_claimed_again_while_its_lease_lives(queue, 
     assert row is not None and row.state == GRADING and row.attempts == 1
     assert queue.claim("w2", lease=30) is None
     clock.now += 10
-    assert queue.renew(row.id, "w1", 30)
+    assert queue.renew(row.id, "w1", row.attempts, 30)
     clock.now += 25  # 35 s after the claim, but renewed at 10 s
     assert queue.claim("w2", lease=30) is None
 
@@ -59,9 +65,9 @@ def test_a_dead_workers_submission_is_graded_again_and_only_the_new_worker_may_f
     clock.now += 31  # w1 was killed: no renewal
     second = queue.claim("w2", lease=30)
     assert second is not None and second.id == first.id and second.attempts == 2
-    assert not queue.renew(first.id, "w1", 30)
-    assert not queue.finish(first.id, "w1", state=GRADED, score=1.0)
-    assert queue.finish(second.id, "w2", state=GRADED, score=100.0, max_score=100.0)
+    assert not queue.renew(first.id, "w1", first.attempts, 30)
+    assert not queue.finish(first.id, "w1", first.attempts, state=GRADED, score=1.0)
+    assert queue.finish(second.id, "w2", second.attempts, state=GRADED, score=100.0, max_score=100.0)
     [row] = queue.all()
     assert (row.state, row.score, row.worker) == (GRADED, 100.0, "w2")
 
@@ -85,7 +91,7 @@ def test_one_students_submissions_are_graded_one_at_a_time_in_order(queue):
     other = queue.claim("w2", lease=30)
     assert other.student == "bob"  # ann's second waits for her first
     assert queue.claim("w3", lease=30) is None
-    queue.finish(first.id, "w1", state=GRADED)
+    finish(queue, first, state=GRADED)
     assert queue.claim("w3", lease=30).timestamp == "t2"
 
 
@@ -100,10 +106,10 @@ def test_a_later_submission_supersedes_one_still_waiting(queue):
 def test_the_cap_delays_a_grading_until_the_hour_allows_it(queue, clock):
     start = clock.now
     queue.add(folder("ann", "t1"), "ann", "hw", "t1", per_hour=2)
-    queue.finish(queue.claim("w", 30).id, "w", state=GRADED)
+    finish(queue, queue.claim("w", 30), state=GRADED)
     clock.now += 600
     queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=2)
-    queue.finish(queue.claim("w", 30).id, "w", state=GRADED)
+    finish(queue, queue.claim("w", 30), state=GRADED)
     clock.now += 600
     queue.add(folder("ann", "t3"), "ann", "hw", "t3", per_hour=2)
     [waiting] = queue.all((QUEUED,))
@@ -113,7 +119,7 @@ def test_the_cap_delays_a_grading_until_the_hour_allows_it(queue, clock):
     queue.add(folder("bob", "t4"), "bob", "hw", "t4", per_hour=2)
     bob = queue.claim("w", 30)
     assert bob.student == "bob"
-    queue.finish(bob.id, "w", state=GRADED)
+    finish(queue, bob, state=GRADED)
     clock.now = start + 3600
     assert queue.claim("w", 30).timestamp == "t3"
 
@@ -123,7 +129,7 @@ def test_a_failed_grading_does_not_count_against_the_cap(queue, clock):
     first = queue.claim("w", 30)
     queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=1)
     assert queue.all((QUEUED,))[0].not_before > clock.now  # waits for the hour
-    queue.finish(first.id, "w", state=FAILED, reason="could not be read")
+    finish(queue, first, state=FAILED, reason="could not be read")
     assert queue.all((QUEUED,))[0].not_before == clock.now  # the failed one freed its slot
     assert queue.claim("w", 30).timestamp == "t2"
 
@@ -131,7 +137,7 @@ def test_a_failed_grading_does_not_count_against_the_cap(queue, clock):
 def _claim_all(url: str, worker: str, results) -> None:
     queue = Queue(open_engine(url))
     while (row := queue.claim(worker, lease=600)) is not None:
-        queue.finish(row.id, worker, state=GRADED)
+        queue.finish(row.id, worker, row.attempts, state=GRADED)
         results.put((row.id, worker))
 
 
@@ -160,6 +166,7 @@ def test_workers_in_separate_processes_claim_each_submission_exactly_once(queue_
     for w in workers:
         w.join(120)
     claimed = [results.get(timeout=5) for _ in range(60)]
+    assert results.empty()
     assert sorted(i for i, _ in claimed) == sorted(r.id for r in queue.all())
     assert all(r.state == GRADED and r.attempts == 1 for r in queue.all())
 
@@ -201,7 +208,7 @@ def test_a_submission_folder_is_read_as_nbgrader_reads_it():
 ])
 def test_a_student_sees_what_the_policy_shows(queue, show, due, score, feedback):
     queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
-    queue.finish(queue.claim("w", 30).id, "w", state=GRADED, score=85.0, max_score=100.0)
+    finish(queue, queue.claim("w", 30), state=GRADED, score=85.0, max_score=100.0)
     [row] = queue.of_student("ann")
     shown = views.for_student(row, Policy(True, show, 0), due)
     assert (shown["score"] is not None, shown["feedback"]) == (score, feedback)
@@ -215,7 +222,7 @@ def test_a_student_over_the_cap_is_told_when_the_grading_will_be(queue, clock):
     for stamp in ("t1", "t2"):
         queue.add(folder("ann", stamp), "ann", "hw", stamp, per_hour=1)
         if stamp == "t1":
-            queue.finish(queue.claim("w", 30).id, "w", state=GRADED)
+            finish(queue, queue.claim("w", 30), state=GRADED)
     waiting = queue.of_student("ann")[0]
     note = views.for_student(waiting, Policy(True, "feedback", 1), None, now=clock.now)["note"]
     assert "1 grading(s) in the last hour" in note and views.clock_time(clock.now + 3600) in note
@@ -246,3 +253,92 @@ def test_a_submission_is_queued_only_once_nbgrader_has_written_all_of_it(tmp_pat
     assert settled(tmp_path, stamp)
     (tmp_path / "timestamp.txt").write_text("2026-11-29 16:24:23.000000 UTC")
     assert not settled(tmp_path, stamp)
+
+
+def test_a_live_lease_is_not_taken_over_and_an_expired_one_cannot_be_renewed(queue, clock):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    first = queue.claim("w1", lease=30)
+    clock.now += 29
+    assert queue.claim("w2", lease=30) is None
+    clock.now += 2  # w1 missed its renewals: the lease ran out
+    assert not queue.renew(first.id, "w1", first.attempts, 30)
+    second = queue.claim("w2", lease=30)
+    assert second.id == first.id
+    assert not finish(queue, first, state=GRADED)
+
+
+class StaleQueue(Queue):
+    """A queue whose first look for work is stale: it misses that a student's other submission was just claimed."""
+
+    stale = True
+
+    def _candidate(self, db, now):
+        if self.stale:
+            self.stale = False
+            return next(r for r in self.all() if r.timestamp == "t2")
+        return super()._candidate(db, now)
+
+
+def test_a_student_is_never_graded_twice_at_once_even_from_a_stale_read(queue_url, clock):
+    url = queue_url
+    queue = Queue(open_engine(url), clock=clock)
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    queue.claim("w1", lease=30)  # then killed
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", None)  # not superseded: t1 is being graded
+    clock.now += 31
+    assert queue.claim("w2", lease=30).timestamp == "t1"
+    assert StaleQueue(open_engine(url), clock=clock).claim("w3", lease=30) is None
+    assert [r.state for r in queue.all()] == [GRADING, QUEUED]
+
+
+def test_a_submission_given_up_on_frees_its_slot(queue, clock):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", per_hour=1)
+    queue.claim("w1", lease=30)
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=1)
+    assert queue.all((QUEUED,))[0].not_before > clock.now + 3000
+    for attempt in range(MAX_ATTEMPTS):
+        clock.now += 31
+        row = queue.claim(f"w{attempt + 2}", lease=30)
+        if attempt < MAX_ATTEMPTS - 1:
+            assert row.timestamp == "t1"
+    # The third expiry gives t1 up; t2 no longer waits for the hour.
+    assert row is not None and row.timestamp == "t2"
+    assert queue.all((FAILED,))[0].timestamp == "t1"
+
+
+def test_a_submission_replaced_by_one_that_fails_is_graded_after_all(queue):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", None)
+    later = queue.claim("w", 30)
+    assert later.timestamp == "t2"
+    finish(queue, later, state=FAILED, reason="The submission was not accepted: unet.ipynb is a link.")
+    again = queue.claim("w", 30)
+    assert again.timestamp == "t1" and again.attempts == 1
+
+
+def test_a_pipe_or_a_link_in_a_submission_never_blocks_or_misleads_the_service(tmp_path):
+    from hub.grade_on_submit.inbox import settled
+
+    stamp = "2026-11-29 16:24:22.827930 UTC"
+    os.mkfifo(tmp_path / "timestamp.txt")
+    (tmp_path / "submission_secret.txt").write_text("ab" * 64)
+    assert not settled(tmp_path, stamp)  # returns at once instead of waiting on the pipe
+    os.unlink(tmp_path / "timestamp.txt")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-stamp"
+    elsewhere.write_text(stamp)
+    os.symlink(elsewhere, tmp_path / "timestamp.txt")
+    assert not settled(tmp_path, stamp)
+    linked = tmp_path.parent / f"{tmp_path.name}-link"
+    os.symlink(tmp_path, linked)
+    (tmp_path / "timestamp.txt").unlink()
+    (tmp_path / "timestamp.txt").write_text(stamp)
+    assert settled(tmp_path, stamp) and not settled(linked, stamp)
+
+
+def test_what_students_see_outlives_the_assignment_leaving_the_policy_file(queue):
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", None)
+    row = queue.claim("w", 30)
+    finish(queue, row, state=GRADED, score=80.0, max_score=100.0, show="nothing")
+    [graded] = queue.of_student("ann")
+    assert views.for_student(graded, None, None)["score"] is None
+    assert views.for_student(graded, Policy(False, "feedback"), None)["feedback"] is True

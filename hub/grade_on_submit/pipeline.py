@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,12 @@ class Outcome:
     reason: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
     released: bool = False
+    # For the instructor only: the error behind a failure of the service itself.
+    detail: str | None = None
+
+
+class LeaseLost(RuntimeError):
+    """This worker's lease ran out: another worker may be grading the submission now."""
 
 
 def feedback_copy(course_root: Path, submission_id: int) -> Path:
@@ -65,21 +72,34 @@ def _exchange(step: str, setup: CourseSetup, student: str):
 
 
 def collect(setup: CourseSetup, row: Submission) -> str | None:
-    """Copy this one submission into ``submitted/``; why it could not be, or None."""
+    """Copy this one submission into ``submitted/``; why it could not be, or None.
+
+    A worker killed while copying leaves a partial copy with this
+    submission's time, which nbgrader's collect would keep: a second
+    attempt copies it afresh.
+    """
+    submitted = Path(setup.course_root, "submitted", row.student, row.assignment)
+    if row.attempts > 1 and _timestamp(submitted) in (row.timestamp, None) and submitted.is_dir():
+        shutil.rmtree(submitted)
     collector = _exchange("Collect", setup, row.student)
     collector.only = row.folder
     collector.update = True
     collector.start()
     if row.folder in getattr(collector, "refused", {}):
         return f"The submission was not accepted: {collector.refused[row.folder]}."
-    timestamp = Path(setup.course_root, "submitted", row.student, row.assignment, "timestamp.txt")
-    try:
-        collected = timestamp.read_text().strip()
-    except OSError:
+    collected = _timestamp(submitted)
+    if collected is None:
         return "The submission could not be found in the exchange."
     if collected != row.timestamp:
         return SUPERSEDED
     return None
+
+
+def _timestamp(folder: Path) -> str | None:
+    try:
+        return (folder / "timestamp.txt").read_text().strip()
+    except OSError:
+        return None
 
 
 def generate_feedback(setup: CourseSetup, row: Submission) -> Path:
@@ -112,10 +132,15 @@ def shows_feedback_now(show: str, due: datetime | None, now: datetime | None = N
     return show == "feedback" or (due is not None and now >= due)
 
 
-def grade(setup: CourseSetup, row: Submission, show: str) -> Outcome:
-    """Collect, autograde, generate (and maybe release) feedback for the submission ``row``."""
+def grade(setup: CourseSetup, row: Submission, show: str, still_mine: Callable[[], None] = lambda: None) -> Outcome:
+    """Collect, autograde, generate (and maybe release) feedback for the submission ``row``.
+
+    ``still_mine`` raises ``LeaseLost`` if another worker may have taken the
+    submission over; it is asked before each step that changes the course.
+    """
     phases = {"queued": max(0.0, (row.started_at or time.time()) - max(row.queued_at, row.not_before))}
     started = time.perf_counter()
+    still_mine()
     problem = collect(setup, row)
     phases["collect"] = time.perf_counter() - started
     if problem == SUPERSEDED:
@@ -123,14 +148,17 @@ def grade(setup: CourseSetup, row: Submission, show: str) -> Outcome:
                        reason="A later submission was graded before this one; the later one counts.")
     if problem:
         return Outcome(FAILED, reason=problem, phases=phases)
+    still_mine()
     result = grade_submission(setup, row.student)
     phases.update(result.timings)
     if not result.ok:
         return Outcome(FAILED, reason=f"Your notebook could not be graded: {result.failure}", phases=phases)
     started = time.perf_counter()
+    still_mine()
     generate_feedback(setup, row)
     released = shows_feedback_now(show, due_date(setup))
     if released:
+        still_mine()
         release_feedback(setup, row.student)
     phases["feedback"] = time.perf_counter() - started
     return Outcome(GRADED, score=result.score, max_score=result.max_score, phases=phases, released=released)

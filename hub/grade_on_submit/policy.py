@@ -99,4 +99,9 @@ class PolicyFile:
             self.problem = f"{error} (the previous policy stays in force until this is fixed)"
 
     def of(self, assignment: str) -> Policy:
+        """The assignment's policy; one the file does not name is not graded on submit."""
         return self.policies.get(assignment, Policy())
+
+    def entry(self, assignment: str) -> Policy | None:
+        """The assignment's policy if the file names it, else None."""
+        return self.policies.get(assignment)

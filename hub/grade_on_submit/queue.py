@@ -42,9 +42,11 @@ from sqlalchemy import (
     and_,
     create_engine,
     event,
+    exists,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -76,8 +78,14 @@ submissions = Table(
     Column("lease_until", Float),
     Column("score", Float),
     Column("max_score", Float),
-    # Why it failed, or a note (superseded by which submission).
+    # Why it failed, or a note (superseded by which submission); students see it.
     Column("reason", Text),
+    # What only the instructor sees: the error behind a failure of the service itself.
+    Column("detail", Text),
+    # The later submission that replaced this one while it waited (it comes back if that one fails).
+    Column("superseded_by", Integer),
+    # What the assignment's policy showed students when this was graded.
+    Column("show", String(16)),
     # Seconds per phase (JSON): queued, collect, sandbox start, run, evidence, checks, feedback.
     Column("phases", Text),
     # The feedback is in the exchange, where the student's Fetch Feedback finds it.
@@ -106,6 +114,9 @@ class Submission:
     score: float | None
     max_score: float | None
     reason: str | None
+    detail: str | None
+    superseded_by: int | None
+    show: str | None
     phases: dict[str, float]
     released: bool
 
@@ -161,17 +172,18 @@ class Queue:
         with self._tx() as db:
             if db.execute(select(submissions.c.id).where(submissions.c.folder == folder)).first():
                 return False
+            new_id = db.execute(submissions.insert().values(
+                folder=folder, student=student, assignment=assignment, timestamp=timestamp, state=QUEUED,
+                queued_at=now, not_before=now, per_hour=per_hour or 0, attempts=0, released=False,
+                phases="{}")).inserted_primary_key[0]
             db.execute(update(submissions).where(and_(
                 submissions.c.student == student, submissions.c.assignment == assignment,
                 submissions.c.state == QUEUED, submissions.c.timestamp < timestamp,
-            )).values(state=SUPERSEDED, finished_at=now,
+            )).values(state=SUPERSEDED, finished_at=now, superseded_by=new_id,
                       reason=f"A later submission ({timestamp}) was made before this one was graded; "
                              "the later one is graded, this one is kept."))
-            not_before = self._next_slot(db, student, assignment, per_hour, now)
-            db.execute(submissions.insert().values(
-                folder=folder, student=student, assignment=assignment, timestamp=timestamp, state=QUEUED,
-                queued_at=now, not_before=not_before, per_hour=per_hour or 0, attempts=0, released=False,
-                phases="{}"))
+            db.execute(update(submissions).where(submissions.c.id == new_id).values(
+                not_before=self._next_slot(db, student, assignment, per_hour, now, exclude=new_id)))
         return True
 
     def _next_slot(self, db, student: str, assignment: str, per_hour: int | None, now: float,
@@ -202,27 +214,48 @@ class Queue:
                 candidate = self._candidate(db, now)
                 if candidate is None:
                     return None
+                self._lock_student(db, candidate)
                 if candidate.attempts >= MAX_ATTEMPTS:
                     self._give_up(db, candidate, now)
                     continue
+                # One statement decides: still ready, still at the attempt read, and no other
+                # submission of this student under a live lease (the read above may be stale).
+                other = submissions.alias("other")
+                nobody_else = ~exists().where(and_(
+                    other.c.student == submissions.c.student, other.c.assignment == submissions.c.assignment,
+                    other.c.state == GRADING, other.c.lease_until >= now, other.c.id != submissions.c.id))
                 taken = db.execute(update(submissions).where(and_(
-                    submissions.c.id == candidate.id, submissions.c.state == candidate.state,
-                    submissions.c.attempts == candidate.attempts,
+                    submissions.c.id == candidate.id, submissions.c.attempts == candidate.attempts,
+                    self._ready(now), nobody_else,
                 )).values(state=GRADING, worker=worker, lease_until=now + lease, attempts=candidate.attempts + 1,
                           started_at=func.coalesce(submissions.c.started_at, now)))
                 if taken.rowcount == 1:
                     row = db.execute(select(submissions).where(submissions.c.id == candidate.id)).one()
                     return Submission.from_row(row)
-            # Another worker took it between the read and the write: look again.
+            # Another worker took it, or another submission of the student, meanwhile: look again.
+
+    @staticmethod
+    def _ready(now: float):
+        """Queued and due, or being graded under a lease that ran out (its worker died)."""
+        return or_(and_(submissions.c.state == QUEUED, submissions.c.not_before <= now),
+                   and_(submissions.c.state == GRADING, submissions.c.lease_until < now))
+
+    def _lock_student(self, db, row: Submission) -> None:
+        """On PostgreSQL, claims of one student's submissions wait for each other until commit.
+
+        Under its READ COMMITTED isolation two claims of different rows would
+        not see each other's uncommitted update; SQLite runs one writer at a time.
+        """
+        if self.engine.dialect.name == "postgresql":
+            db.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                       {"key": f"{row.student}/{row.assignment}"})
 
     def _candidate(self, db, now: float) -> Submission | None:
         busy = select(submissions.c.student, submissions.c.assignment).where(and_(
             submissions.c.state == GRADING, submissions.c.lease_until >= now))
         busy_pairs = {(s, a) for s, a in db.execute(busy)}
-        rows = db.execute(select(submissions).where(or_(
-            and_(submissions.c.state == QUEUED, submissions.c.not_before <= now),
-            and_(submissions.c.state == GRADING, submissions.c.lease_until < now),
-        )).order_by(submissions.c.not_before, submissions.c.id))
+        rows = db.execute(select(submissions).where(self._ready(now))
+                          .order_by(submissions.c.not_before, submissions.c.id))
         for row in rows:
             if (row.student, row.assignment) not in busy_pairs:
                 return Submission.from_row(row)
@@ -234,35 +267,53 @@ class Queue:
                            reason=f"Grading stopped {row.attempts} times before it could finish (the grading "
                                   "process was killed, e.g. out of memory); your instructor can see this and "
                                   "will grade it by hand. It does not count against your gradings per hour."))
+        self._free_slot(db, row.id)
 
-    def renew(self, submission_id: int, worker: str, lease: float) -> bool:
-        """Extend ``worker``'s lease; False if the lease is no longer its own."""
+    def renew(self, submission_id: int, worker: str, attempt: int, lease: float) -> bool:
+        """Extend ``worker``'s lease on its ``attempt``; False if that lease ran out or was taken over."""
+        now = self.clock()
         with self._tx() as db:
             done = db.execute(update(submissions).where(and_(
                 submissions.c.id == submission_id, submissions.c.worker == worker, submissions.c.state == GRADING,
-            )).values(lease_until=self.clock() + lease))
+                submissions.c.attempts == attempt, submissions.c.lease_until >= now,
+            )).values(lease_until=now + lease))
             return done.rowcount == 1
 
-    def finish(self, submission_id: int, worker: str, *, state: str, score: float | None = None,
-               max_score: float | None = None, reason: str | None = None,
-               phases: dict[str, float] | None = None, released: bool = False) -> bool:
-        """Record how grading ended; False (and nothing written) if ``worker`` no longer holds the lease."""
+    def finish(self, submission_id: int, worker: str, attempt: int, *, state: str, score: float | None = None,
+               max_score: float | None = None, reason: str | None = None, detail: str | None = None,
+               phases: dict[str, float] | None = None, released: bool = False, show: str | None = None) -> bool:
+        """Record how ``worker``'s ``attempt`` ended; False (nothing written) if another attempt took over."""
         assert state in (GRADED, FAILED, SUPERSEDED)
         with self._tx() as db:
             done = db.execute(update(submissions).where(and_(
                 submissions.c.id == submission_id, submissions.c.worker == worker, submissions.c.state == GRADING,
-            )).values(state=state, score=score, max_score=max_score, reason=reason, finished_at=self.clock(),
-                      lease_until=None, phases=json.dumps(phases or {}), released=released))
-            if done.rowcount == 1 and state == FAILED:
+                submissions.c.attempts == attempt,
+            )).values(state=state, score=score, max_score=max_score, reason=reason, detail=detail, show=show,
+                      finished_at=self.clock(), lease_until=None, phases=json.dumps(phases or {}),
+                      released=released))
+            if done.rowcount != 1:
+                return False
+            if state == FAILED:
+                self._bring_back(db, submission_id)
+            if state != GRADED:
                 self._free_slot(db, submission_id)
-            return done.rowcount == 1
+            return True
 
-    def _free_slot(self, db, failed_id: int) -> None:
-        """A failed grading does not count against the cap: a submission waiting for a slot may go sooner."""
-        failed = db.execute(select(submissions).where(submissions.c.id == failed_id)).one()
+    def _bring_back(self, db, failed_id: int) -> None:
+        """The submission a failed one replaced while it waited is graded after all (the latest that can be)."""
+        now = self.clock()
+        for row in db.execute(select(submissions).where(and_(
+                submissions.c.superseded_by == failed_id, submissions.c.state == SUPERSEDED))):
+            db.execute(update(submissions).where(submissions.c.id == row.id).values(
+                state=QUEUED, superseded_by=None, finished_at=None, reason=None,
+                not_before=self._next_slot(db, row.student, row.assignment, row.per_hour, now, exclude=row.id)))
+
+    def _free_slot(self, db, ended_id: int) -> None:
+        """A grading that failed or never happened does not count against the cap: one waiting may go sooner."""
+        ended = db.execute(select(submissions).where(submissions.c.id == ended_id)).one()
         now = self.clock()
         waiting = db.execute(select(submissions).where(and_(
-            submissions.c.student == failed.student, submissions.c.assignment == failed.assignment,
+            submissions.c.student == ended.student, submissions.c.assignment == ended.assignment,
             submissions.c.state == QUEUED, submissions.c.not_before > now)))
         for row in waiting:
             db.execute(update(submissions).where(submissions.c.id == row.id).values(

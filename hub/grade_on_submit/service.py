@@ -25,7 +25,7 @@ from hub.grade_on_submit import views
 from hub.grade_on_submit.inbox import Inbox
 from hub.grade_on_submit.pipeline import due_date
 from hub.grade_on_submit.policy import PolicyFile
-from hub.grade_on_submit.queue import GRADED, Queue, open_engine
+from hub.grade_on_submit.queue import GRADED, GRADING, QUEUED, Queue, open_engine
 from hub.grade_on_submit.settings import Settings
 from hub.grade_on_submit.worker import MACHINE_PROBLEM
 
@@ -33,6 +33,7 @@ log = logging.getLogger("grade_on_submit")
 # Environment variables the workers do not get: the service's hub token is the service's alone.
 PRIVATE = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_OAUTH_CALLBACK_URL")
 DUE_DATE_SECONDS = 10.0
+RELEASE_RETRY_SECONDS = 300.0
 
 
 class GradingService:
@@ -49,6 +50,7 @@ class GradingService:
         self.course_id = os.environ.get("UNET_GRADING_COURSE_ID", settings.course_root.name)
         self.cookie_secret = os.urandom(32)
         self._due: dict[str, tuple[float, datetime | None]] = {}
+        self._releasing, self._next_release = False, 0.0
 
     # -- what the pages show -------------------------------------------------------------------------------
     def problem(self) -> str | None:
@@ -70,7 +72,7 @@ class GradingService:
 
     def student_view(self, student: str) -> list[dict]:
         self.policies.refresh()
-        return [views.for_student(row, self.policies.of(row.assignment), self.due(row.assignment))
+        return [views.for_student(row, self.policies.entry(row.assignment), self.due(row.assignment))
                 for row in self.queue.of_student(student)]
 
     def instructor_view(self) -> list[dict]:
@@ -94,10 +96,12 @@ class GradingService:
     def supervise(self) -> None:
         """Start the workers that are missing (at the start, or after one died), once an assignment needs them.
 
-        Each worker holds TensorFlow in memory: none run while no assignment is graded on submit.
+        Each worker holds TensorFlow in memory: none run while no assignment is graded on submit and
+        nothing is left to grade (what was queued before grading was switched off is still graded).
         """
         self.policies.refresh()
-        if not any(p.grade_on_submit for p in self.policies.policies.values()):
+        needed = any(p.grade_on_submit for p in self.policies.policies.values()) or self.queue.all((QUEUED, GRADING))
+        if not needed:
             return
         for index in range(self.settings.workers):
             name = f"worker-{index + 1}"
@@ -111,22 +115,37 @@ class GradingService:
                 env=self.worker_environment())
 
     def release_after_due(self) -> None:
-        """Release the feedback held back until the due date, once it has passed."""
+        """Release the feedback held back until the due date, once it has passed (``nbgrader release_feedback``).
+
+        Runs outside the event loop; after a failure it waits ``RELEASE_RETRY_SECONDS`` before trying again.
+        """
+        if self._releasing or time.monotonic() < self._next_release:
+            return
         waiting: dict[str, list[int]] = {}
         for row in self.queue.all((GRADED,)):
             if not row.released:
                 waiting.setdefault(row.assignment, []).append(row.id)
-        for assignment, ids in waiting.items():
-            due = self.due(assignment)
-            if due is None or datetime.now(due.tzinfo) < due:
-                continue
-            result = subprocess.run([sys.executable, "-m", "nbgrader", "release_feedback", assignment],
-                                    cwd=self.settings.course_root, env=self.worker_environment(),
-                                    capture_output=True, text=True, timeout=600)
-            if result.returncode == 0:
-                self.queue.mark_released(ids)
-            else:
-                log.error("releasing the feedback of %s failed: %s", assignment, result.stderr[-2000:])
+        due_now = {a: ids for a, ids in waiting.items()
+                   if (due := self.due(a)) is not None and datetime.now(due.tzinfo) >= due}
+        if due_now:
+            from tornado.ioloop import IOLoop
+
+            self._releasing = True
+            IOLoop.current().run_in_executor(None, self._release, due_now)
+
+    def _release(self, due_now: dict[str, list[int]]) -> None:
+        try:
+            for assignment, ids in due_now.items():
+                result = subprocess.run([sys.executable, "-m", "nbgrader", "release_feedback", assignment],
+                                        cwd=self.settings.course_root, env=self.worker_environment(),
+                                        capture_output=True, text=True, timeout=600)
+                if result.returncode == 0:
+                    self.queue.mark_released(ids)
+                else:
+                    log.error("releasing the feedback of %s failed: %s", assignment, result.stderr[-2000:])
+                    self._next_release = time.monotonic() + RELEASE_RETRY_SECONDS
+        finally:
+            self._releasing = False
 
     def scan(self) -> None:
         try:
@@ -153,7 +172,7 @@ def main() -> int:
     service.scan()
     PeriodicCallback(service.scan, 250).start()
     PeriodicCallback(service.supervise, 1000).start()
-    PeriodicCallback(service.release_after_due, 30_000).start()
+    PeriodicCallback(service.release_after_due, 15_000).start()
     log.info("grading on submit: %s, %d worker(s)", service.settings.course_root, service.settings.workers)
     try:
         IOLoop.current().start()

@@ -43,12 +43,24 @@ class Settings:
     def from_environment(cls) -> Settings:
         """``UNET_GRADING_*`` variables; the course folder is the working directory."""
         course = Path(os.environ.get("UNET_GRADING_COURSE", os.getcwd())).resolve()
+        if "UNET_GRADING_INBOUND" not in os.environ:
+            raise SystemExit("UNET_GRADING_INBOUND is not set: it names the exchange's inbound folder of the course "
+                             "(hub/jupyterhub_config.py sets it)")
+        try:
+            workers, lease = int(os.environ.get("UNET_GRADING_WORKERS", "2")), float(
+                os.environ.get("UNET_GRADING_LEASE", "30"))
+        except ValueError as error:
+            raise SystemExit(f"UNET_GRADING_WORKERS must be a whole number and UNET_GRADING_LEASE a number of "
+                             f"seconds: {error}") from None
+        if workers < 1 or lease < 4:
+            raise SystemExit(f"UNET_GRADING_WORKERS must be 1 or more (it is {workers}) and UNET_GRADING_LEASE at "
+                             f"least 4 seconds (it is {lease})")
         return cls(
             course_root=course,
             exchange_inbound=Path(os.environ["UNET_GRADING_INBOUND"]),
             queue_url=os.environ.get("UNET_GRADING_QUEUE") or f"sqlite:///{course / QUEUE_FILE}",
-            workers=int(os.environ.get("UNET_GRADING_WORKERS", "2")),
-            lease_seconds=float(os.environ.get("UNET_GRADING_LEASE", "30")),
+            workers=workers,
+            lease_seconds=lease,
             instructors=tuple(n for n in os.environ.get("UNET_GRADING_INSTRUCTORS", "").split(",") if n),
         )
 

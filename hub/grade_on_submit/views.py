@@ -24,22 +24,27 @@ def past_due(due: datetime | None, now: float) -> bool:
     return due is not None and now >= due.timestamp()
 
 
-def for_student(row: Submission, policy: Policy, due: datetime | None, now: float | None = None) -> dict:
-    """One of a student's submissions as they may see it now."""
+def for_student(row: Submission, policy: Policy | None, due: datetime | None, now: float | None = None) -> dict:
+    """One of a student's submissions as they may see it now.
+
+    ``policy`` is the assignment's policy now; when the policy file no longer
+    names the assignment, what it showed when the submission was graded holds.
+    """
     now = time.time() if now is None else now
     after_due = past_due(due, now)
+    show = policy.show if policy is not None else (row.show or "nothing")
     shown: dict = {"id": row.id, "assignment": row.assignment, "submitted": row.timestamp, "state": row.state,
                    "label": LABELS[row.state], "queued_at": clock_time(row.queued_at),
                    "started_at": clock_time(row.started_at) if row.started_at else None,
                    "finished_at": clock_time(row.finished_at) if row.finished_at else None,
                    "reason": row.reason, "note": None, "score": None, "max_score": None, "feedback": False}
     if row.state == QUEUED and row.not_before > now:
-        shown["note"] = (f"You have had {policy.per_hour} grading(s) in the last hour, the most this assignment "
+        shown["note"] = (f"You have had {row.per_hour} grading(s) in the last hour, the most this assignment "
                          f"allows; this submission will be graded at {clock_time(row.not_before)}.")
     if row.state == GRADED:
-        if policy.show in ("feedback", "score") or after_due:
+        if show in ("feedback", "score") or after_due:
             shown["score"], shown["max_score"] = row.score, row.max_score
-        if policy.show == "feedback" or after_due:
+        if show == "feedback" or after_due:
             shown["feedback"] = True
         if not shown["feedback"]:
             when = f"after the due date, {clock_time(due.timestamp())}" if due else "when your instructor releases it"

@@ -80,7 +80,7 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 <p>{counts}</p>
 <h2>Policies</h2><pre>{policies}</pre>
 <h2>Waiting, running and failed</h2>{open_rows}
-<h2>Not queued (a folder not owned by the account its name claims)</h2>{refused}
+<h2>Not queued</h2>{refused}
 <h2>Recently finished</h2>{done_rows}
 <p>The same as JSON: <a href="{api_url}">api/queue</a>. This page reloads every 5 seconds.</p>
 <script>setTimeout(() => location.reload(), 5000);</script>
@@ -160,13 +160,14 @@ class QueuePage(Base):
         self.require_instructor()
         rows = self.service.instructor_view()
         columns = ["id", "student", "assignment", "submitted", "label", "attempts", "worker", "queued_at",
-                   "waiting_until", "score", "reason"]
+                   "waiting_until", "score", "reason", "detail"]
         for row in rows:
             row["submitted"] = row["timestamp"]
         open_rows = [r for r in rows if r["state"] in (QUEUED, GRADING, FAILED)]
         done = [r for r in rows if r["state"] not in (QUEUED, GRADING, FAILED)][-50:]
         counts = {state: sum(r["state"] == state for r in rows) for state in views.LABELS}
-        refused = [{"folder": f, "why": w} for f, w in sorted(self.service.inbox.refused.items())]
+        not_queued = {**self.service.inbox.refused, **self.service.inbox.stalled()}
+        refused = [{"folder": f, "why": w} for f, w in sorted(not_queued.items())]
         self.write(QUEUE_PAGE.format(
             course=html.escape(self.service.course_id), problem=self.problem_html(),
             counts=html.escape(", ".join(f"{views.LABELS[s]}: {n}" for s, n in counts.items())),
@@ -181,7 +182,7 @@ class QueueApi(Base):
         self.require_instructor()
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({"problem": self.service.problem(), "submissions": self.service.instructor_view(),
-                               "refused": self.service.inbox.refused}))
+                               "refused": self.service.inbox.refused, "incomplete": self.service.inbox.stalled()}))
 
 
 def application(service: GradingService) -> web.Application:

@@ -22,7 +22,7 @@ import threading
 import time
 
 from grader.engine.grading import CourseSetup
-from hub.grade_on_submit.pipeline import Outcome, grade
+from hub.grade_on_submit.pipeline import LeaseLost, Outcome, grade
 from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import FAILED, Queue, Submission, open_engine
 from hub.grade_on_submit.settings import Settings
@@ -41,35 +41,51 @@ def die_with_parent() -> None:
 
 
 class Lease(threading.Thread):
-    """Renews a worker's lease on one submission until stopped."""
+    """Renews a worker's lease on one attempt at one submission until stopped; ``lost`` is set if it cannot."""
 
-    def __init__(self, queue: Queue, submission_id: int, worker: str, seconds: float):
+    def __init__(self, queue: Queue, row: Submission, worker: str, seconds: float):
         super().__init__(daemon=True)
-        self.queue, self.submission_id, self.worker, self.seconds = queue, submission_id, worker, seconds
-        self.done = threading.Event()
+        self.queue, self.row, self.worker, self.seconds = queue, row, worker, seconds
+        self.done, self.lost = threading.Event(), threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.seconds / 4):
-            if not self.queue.renew(self.submission_id, self.worker, self.seconds):
-                log.warning("lost the lease on submission %s", self.submission_id)
+            try:
+                renewed = self.queue.renew(self.row.id, self.worker, self.row.attempts, self.seconds)
+            except Exception:  # noqa: BLE001 - a database hiccup: try again at the next renewal
+                log.exception("renewing the lease on submission %s failed; trying again", self.row.id)
+                continue
+            if not renewed:
+                log.error("lost the lease on submission %s; stopping before its next step", self.row.id)
+                self.lost.set()
                 return
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` if another worker may now be grading this submission."""
+        if self.lost.is_set():
+            raise LeaseLost(self.row.folder)
 
 
 def work_on(queue: Queue, settings: Settings, policies: PolicyFile, row: Submission, name: str) -> None:
     """Grade ``row`` while holding its lease, and record how it ended."""
-    lease = Lease(queue, row.id, name, settings.lease_seconds)
+    lease = Lease(queue, row, name, settings.lease_seconds)
     lease.start()
+    policies.refresh()
+    show = policies.of(row.assignment).show
     try:
-        policies.refresh()
-        outcome = grade(settings.course_setup(row.assignment), row, policies.of(row.assignment).show)
-    except Exception as error:  # noqa: BLE001 - recorded as the submission's reason; the worker carries on
+        outcome = grade(settings.course_setup(row.assignment), row, show, lease.check)
+    except LeaseLost:
+        return  # the worker that holds the lease now grades it; this one leaves no outcome
+    except Exception as error:  # noqa: BLE001 - recorded for the instructor; the worker carries on
         log.exception("grading submission %s failed", row.folder)
-        outcome = Outcome(FAILED, reason=f"The grading service failed on this submission: "
-                                         f"{type(error).__name__}: {error}. Your instructor can see this.")
+        outcome = Outcome(FAILED, reason="The grading service failed on this submission; your instructor can see "
+                                         "why and will grade it. It does not count against your gradings per hour.",
+                          detail=f"{type(error).__name__}: {error}")
     finally:
         lease.done.set()
-    if not queue.finish(row.id, name, state=outcome.state, score=outcome.score, max_score=outcome.max_score,
-                        reason=outcome.reason, phases=outcome.phases, released=outcome.released):
+    if not queue.finish(row.id, name, row.attempts, state=outcome.state, score=outcome.score,
+                        max_score=outcome.max_score, reason=outcome.reason, detail=outcome.detail,
+                        phases=outcome.phases, released=outcome.released, show=show):
         log.warning("submission %s was taken over by another worker; its outcome stands", row.folder)
 
 
@@ -103,6 +119,8 @@ def run(name: str, settings: Settings) -> None:
 
 def main(argv: list[str]) -> int:
     die_with_parent()
+    if os.getppid() == 1:
+        return 0  # the service died before this worker could ask to die with it
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {argv[0]} %(levelname)s %(message)s")
     run(argv[0], Settings.from_environment())
     return 0
