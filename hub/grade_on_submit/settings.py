@@ -28,9 +28,12 @@ class Settings:
     # Hub accounts that may see the whole queue.
     instructors: tuple[str, ...] = ()
 
+    # The gradebook; empty: the course folder's SQLite one (several machines need PostgreSQL).
+    gradebook: str = ""
+
     @property
     def gradebook_url(self) -> str:
-        return gradebook_url(self.course_root)
+        return self.gradebook or gradebook_url(self.course_root)
 
     @property
     def policy_path(self) -> Path:
@@ -62,6 +65,7 @@ class Settings:
             workers=workers,
             lease_seconds=lease,
             instructors=tuple(n for n in os.environ.get("UNET_GRADING_INSTRUCTORS", "").split(",") if n),
+            gradebook=os.environ.get("UNET_GRADING_GRADEBOOK", ""),
         )
 
     def environment(self) -> dict[str, str]:
@@ -70,4 +74,5 @@ class Settings:
             "UNET_GRADING_COURSE": str(self.course_root), "UNET_GRADING_INBOUND": str(self.exchange_inbound),
             "UNET_GRADING_QUEUE": self.queue_url, "UNET_GRADING_WORKERS": str(self.workers),
             "UNET_GRADING_LEASE": str(self.lease_seconds), "UNET_GRADING_INSTRUCTORS": ",".join(self.instructors),
+            "UNET_GRADING_GRADEBOOK": self.gradebook,
         }
