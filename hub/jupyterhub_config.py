@@ -148,6 +148,7 @@ c.JupyterHub.services = [
             "UNET_GRADING_WORKERS": str(hub.grading_workers),
             "UNET_GRADING_QUEUE": hub.grading_queue,
             "UNET_GRADING_LEASE": str(hub.grading_lease),
+            "UNET_GRADING_DASK": hub.grading_dask,
             "UNET_GRADING_INSTRUCTORS": ",".join(hub.instructor_accounts),
         },
     },

@@ -36,6 +36,8 @@ class HubLayout:
     grading_queue: str = ""
     # Seconds before a killed worker's submission is graded again (its lease).
     grading_lease: float = 30.0
+    # The workers as tasks on this Dask scheduler (or local:N) instead of processes beside the service.
+    grading_dask: str = ""
     # Prepended to every account name, so tests can make throw-away accounts
     # that cannot collide with real ones.
     prefix: str = ""

@@ -22,6 +22,7 @@ from datetime import datetime
 from urllib.parse import urlparse
 
 from hub.grade_on_submit import views
+from hub.grade_on_submit.dask_workers import DaskWorkers
 from hub.grade_on_submit.inbox import Inbox
 from hub.grade_on_submit.pipeline import due_date
 from hub.grade_on_submit.policy import PolicyFile
@@ -51,6 +52,7 @@ class GradingService:
         self.cookie_secret = os.urandom(32)
         self._due: dict[str, tuple[float, datetime | None]] = {}
         self._releasing, self._next_release = False, 0.0
+        self.dask: DaskWorkers | None = None
 
     # -- what the pages show -------------------------------------------------------------------------------
     def problem(self) -> str | None:
@@ -102,6 +104,11 @@ class GradingService:
         self.policies.refresh()
         needed = any(p.grade_on_submit for p in self.policies.policies.values()) or self.queue.all((QUEUED, GRADING))
         if not needed:
+            return
+        if self.settings.dask:
+            if self.dask is None:
+                self.dask = DaskWorkers(self.settings)
+            self.dask.supervise()
             return
         for index in range(self.settings.workers):
             name = f"worker-{index + 1}"
@@ -157,6 +164,8 @@ class GradingService:
     def stop(self) -> None:
         for process in self.workers.values():
             process.terminate()
+        if self.dask is not None:
+            self.dask.stop()
 
 
 def main() -> int:

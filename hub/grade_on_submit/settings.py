@@ -30,6 +30,8 @@ class Settings:
 
     # The gradebook; empty: the course folder's SQLite one (several machines need PostgreSQL).
     gradebook: str = ""
+    # A Dask scheduler's address, or local:N, for workers as Dask tasks; empty: worker processes here.
+    dask: str = ""
 
     @property
     def gradebook_url(self) -> str:
@@ -66,6 +68,7 @@ class Settings:
             lease_seconds=lease,
             instructors=tuple(n for n in os.environ.get("UNET_GRADING_INSTRUCTORS", "").split(",") if n),
             gradebook=os.environ.get("UNET_GRADING_GRADEBOOK", ""),
+            dask=os.environ.get("UNET_GRADING_DASK", ""),
         )
 
     def environment(self) -> dict[str, str]:
@@ -74,5 +77,5 @@ class Settings:
             "UNET_GRADING_COURSE": str(self.course_root), "UNET_GRADING_INBOUND": str(self.exchange_inbound),
             "UNET_GRADING_QUEUE": self.queue_url, "UNET_GRADING_WORKERS": str(self.workers),
             "UNET_GRADING_LEASE": str(self.lease_seconds), "UNET_GRADING_INSTRUCTORS": ",".join(self.instructors),
-            "UNET_GRADING_GRADEBOOK": self.gradebook,
+            "UNET_GRADING_GRADEBOOK": self.gradebook, "UNET_GRADING_DASK": self.dask,
         }

@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from grader.engine.grading import CourseSetup
 from hub.grade_on_submit.pipeline import LeaseLost, Outcome, grade
@@ -89,9 +90,12 @@ def work_on(queue: Queue, settings: Settings, policies: PolicyFile, row: Submiss
         log.warning("submission %s was taken over by another worker; its outcome stands", row.folder)
 
 
-def run(name: str, settings: Settings) -> None:
-    """Claim and grade submissions until the service that started this worker is gone."""
+def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = None) -> None:
+    """Claim and grade submissions while ``keep_going()`` (by default: while the service that started it lives)."""
     parent = os.getppid()
+    if keep_going is None:
+        def keep_going() -> bool:
+            return os.getppid() == parent
     queue = Queue(open_engine(settings.queue_url))
     policies = PolicyFile(settings.policy_path)
     # Reads nbgrader's configuration and imports TensorFlow now, not on the first submission; and,
@@ -103,13 +107,13 @@ def run(name: str, settings: Settings) -> None:
         log.error("cannot grade on this machine: %s", problem)
         notice.write_text(problem)
         time.sleep(60)
-        if os.getppid() != parent:
+        if not keep_going():
             return
     notice.unlink(missing_ok=True)
     # Unique, so a worker started later under the same slot name never renews or finishes this one's work.
     name = f"{name}@{socket.gethostname()}:{os.getpid()}"
     log.info("worker %s ready", name)
-    while os.getppid() == parent:
+    while keep_going():
         row = queue.claim(name, settings.lease_seconds)
         if row is None:
             time.sleep(settings.poll_seconds)
