@@ -6,7 +6,8 @@ machines, with the gradebook there too and the course folder and exchange on
 a shared file system), so the queue's leases keep every submission graded
 exactly once.  The service keeps ``workers`` such tasks running and starts a
 new one when one ends; setting the Dask event ``STOP`` ends them all.
-``local:N`` starts a cluster of N processes beside the service.
+``local:N`` starts a cluster of N processes beside the service.  Each Dask
+worker must run one thread: nbgrader keeps one course state per process.
 """
 
 from __future__ import annotations
