@@ -39,7 +39,7 @@ from tests.test_hub import (
     write_as,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.hub]
 if MISSING and not os.environ.get("CI"):
     pytest.skip("; ".join(MISSING), allow_module_level=True)
 

@@ -30,7 +30,7 @@ from hub import accounts
 from hub.layout import ASSIGNMENT
 from tests.hub_harness import HUB_ENV, running_hub
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.hub]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "hub"
