@@ -55,14 +55,15 @@ class GradingService:
         self.dask: DaskWorkers | None = None
 
     # -- what the pages show -------------------------------------------------------------------------------
-    def problem(self) -> str | None:
-        """Why grading on submit is not working as configured, for every page to show."""
+    def problem(self, instructor: bool = True) -> str | None:
+        """Why grading on submit is not working as configured: in full for instructors, in a sentence for students."""
         notice = self.settings.course_root / MACHINE_PROBLEM
         if notice.exists():
+            if not instructor:
+                return "Grading on submit is paused: submissions wait in the queue, and your instructor has been told."
             return "Grading on submit is paused: this machine cannot grade. " + notice.read_text()
-        if self.policies.problem:
-            return self.policies.problem
-        return None
+        # A bad edit of the policy file changes nothing for students: the last good policy holds.
+        return self.policies.problem if instructor else None
 
     def due(self, assignment: str) -> datetime | None:
         """The assignment's due date, read from the gradebook at most every ``DUE_DATE_SECONDS``."""

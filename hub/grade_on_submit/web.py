@@ -110,7 +110,7 @@ class Base(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(403, "Only the course's instructors can see the queue.")
 
     def problem_html(self) -> str:
-        problem = self.service.problem()
+        problem = self.service.problem(instructor=self.user_name() in self.service.settings.instructors)
         return f'<p role="alert"><strong>{html.escape(problem)}</strong></p>' if problem else ""
 
     def set_default_headers(self) -> None:
