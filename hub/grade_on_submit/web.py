@@ -98,6 +98,8 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 class Base(HubOAuthenticated, web.RequestHandler):
+    """A page or API behind the hub's login; knows the service and who is asking."""
+
     @property
     def service(self) -> GradingService:
         return self.settings["grading_service"]
@@ -118,6 +120,8 @@ class Base(HubOAuthenticated, web.RequestHandler):
 
 
 class StudentPage(Base):
+    """The logged-in person's own submissions (the table fills itself from ``api/mine``)."""
+
     @web.authenticated
     def get(self) -> None:
         prefix = self.service.prefix
@@ -132,6 +136,8 @@ class StudentPage(Base):
 
 
 class MineApi(Base):
+    """The logged-in person's own submissions as JSON, as the policy lets them see them."""
+
     @web.authenticated
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -139,6 +145,8 @@ class MineApi(Base):
 
 
 class Feedback(Base):
+    """The feedback page of one of the logged-in person's own submissions, when it may be shown."""
+
     @web.authenticated
     def get(self, submission_id: str) -> None:
         shown = {s["id"]: s for s in self.service.student_view(self.user_name())}.get(int(submission_id))
@@ -155,6 +163,8 @@ class Feedback(Base):
 
 
 class QueuePage(Base):
+    """The whole queue, for instructors."""
+
     @web.authenticated
     def get(self) -> None:
         self.require_instructor()
@@ -177,6 +187,8 @@ class QueuePage(Base):
 
 
 class QueueApi(Base):
+    """The whole queue as JSON, for instructors."""
+
     @web.authenticated
     def get(self) -> None:
         self.require_instructor()
@@ -186,6 +198,7 @@ class QueueApi(Base):
 
 
 def application(service: GradingService) -> web.Application:
+    """The service's tornado application under its hub prefix."""
     prefix = service.prefix
     return web.Application([
         (prefix, StudentPage),
