@@ -37,7 +37,7 @@ from grader.course import NOTEBOOK, reference_solutions
 from grader.dev.examples import fill, solutions_for
 from hub.grade_on_submit.queue import GRADING, QUEUED, Queue, open_engine
 from hub.grade_on_submit.settings import QUEUE_FILE
-from hub.layout import ASSIGNMENT, HubLayout
+from hub.layout import ASSIGNMENT, COURSE_ID, HubLayout
 
 PHASES = ("queued", "collect", "sandbox start", "run", "evidence", "checks", "feedback")
 
@@ -111,10 +111,13 @@ def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int
 
     policy = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0}}
     students = [f"s{i:03d}" for i in range(burst)]
-    good = nbformat.writes(fill(_release(), reference_solutions()))
-    buggy = nbformat.writes(fill(_release(), solutions_for("bug_conv_block")))
     results: dict = {"workers": workers, "cores": os.cpu_count()}
     with running_hub(data, students=students, visitors=[], policy=policy, grading_workers=workers) as hub:
+        # What the students fetched: the hub's own release, not this repository's (which may be stale or absent).
+        release = nbformat.read(hub.layout.exchange / COURSE_ID / "outbound" / ASSIGNMENT / f"{NOTEBOOK}.ipynb",
+                                as_version=4)
+        good = nbformat.writes(fill(release, reference_solutions()))
+        buggy = nbformat.writes(fill(release, solutions_for("bug_conv_block")))
         queue = Queue(open_engine(f"sqlite:///{hub.layout.course / QUEUE_FILE}"))
         accounts = hub.layout.student_accounts
         _wait_for_workers(hub)
@@ -142,14 +145,6 @@ def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int
         chosen = accounts[:naive_count]
         results["naive"] = {"students": len(chosen), "seconds": naive(hub, chosen)}
     return results
-
-
-def _release() -> nbformat.NotebookNode:
-    from grader.course import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
-
-    if RELEASE_NOTEBOOK.exists():
-        return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
-    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
 
 
 def _wait_for_workers(hub, timeout: float = 180) -> None:

@@ -342,3 +342,15 @@ def test_what_students_see_outlives_the_assignment_leaving_the_policy_file(queue
     [graded] = queue.of_student("ann")
     assert views.for_student(graded, None, None)["score"] is None
     assert views.for_student(graded, Policy(False, "feedback"), None)["feedback"] is True
+
+
+def test_only_graded_submissions_whose_feedback_is_held_wait_for_release(queue):
+    for student in ("ann", "bob", "cat"):
+        queue.add(folder(student, "t1"), student, "hw", "t1", None)
+    finish(queue, queue.claim("w", 30), state=GRADED, released=True)
+    finish(queue, queue.claim("w", 30), state=GRADED, released=False)
+    finish(queue, queue.claim("w", 30), state=FAILED)
+    [held] = queue.unreleased()
+    assert held.student == "bob"
+    queue.mark_released([held.id])
+    assert queue.unreleased() == []

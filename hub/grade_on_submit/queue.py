@@ -344,6 +344,13 @@ class Queue:
         with self._tx() as db:
             return [Submission.from_row(r) for r in db.execute(query)]
 
+    def unreleased(self) -> list[Submission]:
+        """Graded submissions whose feedback is not in the exchange yet (held back until the due date)."""
+        with self._tx() as db:
+            rows = db.execute(select(submissions).where(and_(submissions.c.state == GRADED,
+                                                             submissions.c.released.is_(False))))
+            return [Submission.from_row(r) for r in rows]
+
     def known_folders(self) -> set[str]:
         with self._tx() as db:
             return {f for (f,) in db.execute(select(submissions.c.folder))}

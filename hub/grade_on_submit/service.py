@@ -26,7 +26,7 @@ from hub.grade_on_submit.dask_workers import DaskWorkers
 from hub.grade_on_submit.inbox import Inbox
 from hub.grade_on_submit.pipeline import due_date
 from hub.grade_on_submit.policy import PolicyFile
-from hub.grade_on_submit.queue import GRADED, GRADING, QUEUED, Queue, open_engine
+from hub.grade_on_submit.queue import GRADING, QUEUED, Queue, open_engine
 from hub.grade_on_submit.settings import Settings
 from hub.grade_on_submit.worker import MACHINE_PROBLEM
 
@@ -130,9 +130,8 @@ class GradingService:
         if self._releasing or time.monotonic() < self._next_release:
             return
         waiting: dict[str, list[int]] = {}
-        for row in self.queue.all((GRADED,)):
-            if not row.released:
-                waiting.setdefault(row.assignment, []).append(row.id)
+        for row in self.queue.unreleased():
+            waiting.setdefault(row.assignment, []).append(row.id)
         due_now = {a: ids for a, ids in waiting.items()
                    if (due := self.due(a)) is not None and datetime.now(due.tzinfo) >= due}
         if due_now:
