@@ -12,24 +12,28 @@ Here the exchange is laid out once by root (``python -m hub``):
 - ``<root>/<course>/outbound`` and ``feedback`` belong to the course's grader
   account: students read what is released there and cannot change it.
 - ``<root>/<course>/inbound`` belongs to the grader account and its group,
-  mode 2733: students can add a submission but not list the folder, and every
-  submission takes the grader's group.
+  mode 3733: students can add a submission but not list the folder, every
+  submission takes the grader's group, and (the sticky bit) no student can
+  rename or remove another's submission.
 
 and these classes add:
 
 - ``PrivateSubmit``: a submission's folder is made readable by its owner and
   the grader's group only (0750), and a student can submit only under their
   own login name.
-- ``OwnerCheckedCollect``: a submission whose folder is not owned by the
-  account its name claims is not collected (and the instructor is told).
+- ``OwnerCheckedCollect``: a submission is copied through descriptors,
+  never paths, and only if every part of it is a plain file or folder of
+  the account its name claims, unchanged since it was made and while it is
+  copied (``submission_copy``); any other is not collected, and the
+  instructor is told why.
 - ``ProvisionedRoot``: for every step, the exchange root must exist and be
   readable, instead of writable by everyone.
 
 Students can bypass ``PrivateSubmit`` from a terminal, but only to expose
 their own work.  They own their submission's folder and can change it after
-submitting: ``OwnerCheckedCollect``, on the instructor's side, leaves out a
-folder holding a link or a file of another account, or changed after its
-time, or whose ``timestamp.txt`` differs from its name (``tampering``).
+submitting, also while it is being collected: whatever they swap in (a link
+to the source notebook or to another student's work, a pipe) is refused,
+never followed, and never waited on.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shutil
 from datetime import UTC
-from stat import S_IRGRP, S_IRUSR, S_ISDIR, S_ISREG, S_IWUSR, S_IXGRP, S_IXUSR
+from stat import S_IRGRP, S_IRUSR, S_IWUSR, S_IXGRP, S_IXUSR
 from typing import TYPE_CHECKING, NoReturn
 
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.default.collect import ExchangeCollect, groupby
 from nbgrader.exchange.default.fetch_assignment import ExchangeFetchAssignment
 from nbgrader.exchange.default.fetch_feedback import ExchangeFetchFeedback
@@ -50,7 +56,11 @@ from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import check_directory, get_username
 
+from .submission_copy import CopyRules, Expected, Refused, copy_submission, put_in_place, read_timestamp, staging_name
+
 SUBMISSION_DIR = S_IRUSR | S_IWUSR | S_IXUSR | S_IRGRP | S_IXGRP
+# In the course's submitted folder, hidden from nbgrader's globs: copies being made, only the grader's.
+STAGING = ".collecting"
 
 
 class ProvisionedRoot:
@@ -78,6 +88,12 @@ class PrivateSubmit(ProvisionedRoot, ExchangeSubmit):
         super().init_dest()
 
     def copy_files(self) -> None:
+        size, limit = self.get_size(self.src_path), 1000 * self.coursedir.max_dir_size
+        if size > limit:
+            # nbgrader's own check raises a bare RuntimeError, which students see as a traceback.
+            self.fail(f"Not submitted: your assignment folder {self.src_path} holds {size / 1e6:.1f} MB, and a "
+                      f"submission may have at most {limit / 1e6:.1f} MB. Move large files (saved models, data, "
+                      "images) out of it and submit again; your files are unchanged.")
         super().copy_files()
         # nbgrader leaves the folder 0777 (its random name and the unlistable
         # inbound hide it meanwhile).  The folder took the graders' group from
@@ -91,91 +107,118 @@ class PrivateSubmit(ProvisionedRoot, ExchangeSubmit):
         self.log.info("Only you and the course's graders can read this submission.")
 
 
-# A submission's files are written within seconds of the time in its name; later changes are tampering.
-SETTLE_SECONDS = 120
-
-
-def owner_of(path: str) -> str | None:
-    try:
-        return pwd.getpwuid(os.lstat(path).st_uid).pw_name
-    except (KeyError, OSError):
-        return None
-
-
-def tampering(path: str, owner: str, submitted_at: float, timestamp: str) -> str | None:
-    """Why the submission folder ``path`` cannot be trusted as ``owner``'s work of ``timestamp``, or None.
-
-    The student owns the folder and can still change it after submitting.
-    The grader's collect copies it and follows links, so a link in it could
-    bring the course's source notebook or another student's work into this
-    student's submission; a changed ``timestamp.txt``, a renamed folder or an
-    edited notebook could move the submission before the due date.
-    Change times (which no student can set) must lie within
-    ``SETTLE_SECONDS`` of the submission's own time.
-    """
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in [None, *dirnames, *filenames]:
-            entry = dirpath if name is None else os.path.join(dirpath, name)
-            info = os.lstat(entry)
-            shown = os.path.relpath(entry, path)
-            if not (S_ISDIR(info.st_mode) or S_ISREG(info.st_mode)):
-                return f"{shown} is a link or a special file"
-            if pwd.getpwuid(info.st_uid).pw_name != owner:
-                return f"{shown} belongs to another account"
-            if info.st_ctime > submitted_at + SETTLE_SECONDS:
-                return f"{shown} was changed after the submission was made"
-    try:
-        with open(os.path.join(path, "timestamp.txt")) as fh:
-            written = fh.read().strip()
-    except OSError:
-        return "it has no timestamp.txt"
-    if written != timestamp:
-        return f"its timestamp.txt says {written!r}, its name {timestamp!r}"
-    return None
-
-
 class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
-    """Collect only submissions whose folder belongs to the account named in it.
+    """Collect only what is, beyond doubt, the work of the student a submission folder names.
 
-    ``only`` names one submission folder to collect (grading on submit);
-    ``refused`` says, for each folder left out, why.
+    Each submission is copied through descriptors (``submission_copy``) into
+    a staging folder only the grader can write, checked there, and only then
+    moved into ``submitted/``; the copy in place stays until then.  A folder
+    that cannot be trusted is left out with the reason in ``refused`` (and in
+    the log, for the instructor), and that student's next latest submission
+    is tried instead.  ``only`` names one submission folder to collect
+    (grading on submit).
     """
 
     only: str | None = None
 
     def init_src(self) -> None:
-        super().init_src()
+        # Not nbgrader's own, which stops the whole collect at one folder whose name it cannot read.
+        if not self.coursedir.course_id:
+            self.fail("No course id specified. Re-run with --course flag.")
+        self.course_path = os.path.join(self.root, self.coursedir.course_id)
+        self.inbound_path = os.path.join(self.course_path, "inbound")
+        if not check_directory(self.inbound_path, read=True, execute=True):
+            self.fail(f"The exchange's inbound folder {self.inbound_path} is missing or unreadable.")
+        self.duedate = self._due_date()
         self.refused: dict[str, str] = {}
+        self.left_out: dict[str, list[str]] = {}
         student_id = self.coursedir.student_id or "*"
         pattern = os.path.join(self.inbound_path, f"{student_id}+{self.coursedir.assignment_id}+*")
         records = []
         for path in glob.glob(pattern):
-            record = self._path_to_record(path)
-            if self.only is not None and record["filename"] != self.only:
+            name = os.path.basename(path)
+            if self.only is not None and name != self.only:
                 continue
-            problem = self._distrust(path, record)
-            if problem:
-                self.refused[record["filename"]] = problem
-                self.log.warning("Not collected: %s, since %s.", record["filename"], problem)
-                continue
-            records.append(record)
-        # The same choice as nbgrader's: the latest, or the latest before the due date.
+            try:
+                records.append(self._path_to_record(path))
+            except Exception:  # noqa: BLE001 - nbgrader fails the whole collect on one bad name
+                self._refuse(name, "its name does not hold a valid submission time")
+        # The same choice as nbgrader's (the latest, or the latest before the due date), with the
+        # others behind it, in order, in case the chosen one is refused while it is copied.
         self.src_records = []
-        for group in groupby(records, lambda r: r["username"]).values():
+        self.candidates: dict[str, list[dict]] = {}
+        for student, group in groupby(records, lambda r: r["username"]).items():
             ordered = self._sort_by_timestamp(group)
             if self.before_duedate and self.duedate is not None:
-                on_time = [r for r in ordered if r["timestamp"] <= self.duedate]
-                ordered = on_time or ordered
+                ordered = ([r for r in ordered if r["timestamp"] <= self.duedate]
+                           + [r for r in ordered if r["timestamp"] > self.duedate])
+            self.candidates[student] = ordered
             self.src_records.append(ordered[0])
 
-    @staticmethod
-    def _distrust(path: str, record: dict) -> str | None:
-        owner = owner_of(path)
-        if owner != record["username"]:
-            return f"it claims to be {record['username']}'s submission but belongs to {owner}"
+    def _due_date(self):
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                return gb.find_assignment(self.coursedir.assignment_id).duedate
+            except MissingEntry:
+                return None
+
+    def _refuse(self, name: str, why: str) -> None:
+        self.refused[name] = why
+        self.log.warning("Not collected: %s, since %s.", name, why)
+
+    def copy_files(self) -> None:
+        if not self.candidates:
+            self.log.warning("No submissions of %r to collect", self.coursedir.assignment_id)
+        for student, ordered in sorted(self.candidates.items()):
+            dest = self.coursedir.format_path(self.coursedir.submitted_directory, student,
+                                              self.coursedir.assignment_id)
+            for record in ordered:
+                if not self._newer_than_collected(dest, record):
+                    break
+                if self._collect_one(student, record, dest):
+                    break
+
+    def _newer_than_collected(self, dest: str, record: dict) -> bool:
+        """nbgrader's rule: copy unless a copy is in place and neither ``--update`` nor the due date wants this one."""
+        if not os.path.isdir(dest):
+            return True
+        existing = self.coursedir.get_existing_timestamp(dest)
+        if self.update and (existing is None or record["timestamp"] > existing):
+            return True
+        if self.before_duedate and existing != record["timestamp"]:
+            return True
+        self.log.info("No newer submission to collect: %s %s", record["username"], self.coursedir.assignment_id)
+        return False
+
+    def _collect_one(self, student: str, record: dict, dest: str) -> bool:
+        """Copy one submission into ``submitted/`` if it can be trusted; whether it was."""
+        name = record["filename"]
+        try:
+            uid = pwd.getpwnam(student).pw_uid
+        except KeyError:
+            self._refuse(name, f"no account is named {student!r}")
+            return False
         # nbgrader's own reading of the name: the time is UTC, the user name may hold "+".
         submitted_at = record["timestamp"].replace(tzinfo=UTC).timestamp()
-        return tampering(path, record["username"], submitted_at, record["filename"].rsplit("+", 3)[2])
+        staged = staging_name(os.path.join(self.coursedir.root, self.coursedir.submitted_directory, STAGING),
+                              student)
+        try:
+            report = copy_submission(self.inbound_path, name, staged, Expected(uid, submitted_at),
+                                     CopyRules.of(self.coursedir))
+            written = read_timestamp(staged)
+            if written != name.rsplit("+", 3)[2]:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise Refused("it has no timestamp.txt" if written is None else
+                              f"its timestamp.txt says {written!r}, its name {name.rsplit('+', 3)[2]!r}")
+        except Refused as why:
+            self._refuse(name, str(why))
+            return False
+        for file in report.left_out:
+            self.log.warning("Left out of %s: %s (CourseDirectory.max_file_size)", name, file)
+        self.left_out[name] = report.left_out
+        self.log.info("Collecting submission: %s %s", student, self.coursedir.assignment_id)
+        put_in_place(staged, dest)
+        return True
 
 
 class CourseReleaseAssignment(ProvisionedRoot, ExchangeReleaseAssignment):
