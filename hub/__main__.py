@@ -62,6 +62,7 @@ def main(argv: list[str]) -> int:
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
             cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)
+            provision.restore_repository(layout)
             shutil.rmtree(layout.state / "course", ignore_errors=True)
             for part in ("exchange", "data", "lib", "config", "jupyterhub", "hub.json"):
                 target = layout.state / part

@@ -46,12 +46,38 @@ def _tree_mode(path: Path, dirs: int, files: int) -> None:
                 os.chmod(target, files)
 
 
-def protect_repository() -> None:
-    """Close this repository to other accounts: it holds the solutions and the hidden tests."""
+# Where set-up keeps the repository's mode from before it closed it, for `python -m hub remove`.
+REPOSITORY_MODE = "repository-mode"
+
+
+def protect_repository(layout: HubLayout) -> None:
+    """Close this repository to other accounts: it holds the solutions and the hidden tests.
+
+    The mode it had is kept in the state folder (only the first time: a second
+    set-up finds it closed), and ``restore_repository`` gives it back.
+    """
     mode = stat.S_IMODE(ROOT.stat().st_mode)
     if mode & 0o007:
+        layout.state.mkdir(parents=True, exist_ok=True)
+        kept = layout.state / REPOSITORY_MODE
+        if not kept.exists():
+            kept.write_text(f"{ROOT}\n{mode:o}\n")
         os.chmod(ROOT, mode & ~0o007)
         print(f"  {ROOT} was open to every account (solutions, hidden tests): now closed to others")
+
+
+def restore_repository(layout: HubLayout) -> None:
+    """Give this repository back the mode it had before ``protect_repository`` closed it, if it still has ours."""
+    kept = layout.state / REPOSITORY_MODE
+    try:
+        path, mode = kept.read_text().split()
+    except (OSError, ValueError):
+        return
+    original = int(mode, 8)
+    if Path(path) == ROOT and stat.S_IMODE(ROOT.stat().st_mode) == original & ~0o007:
+        os.chmod(ROOT, original)
+        print(f"  {ROOT} is open to other accounts again (mode {original:o}), as it was before set-up")
+    kept.unlink()
 
 
 def check_places(layout: HubLayout) -> None:
@@ -260,7 +286,7 @@ def make_exchange(layout: HubLayout) -> None:
     course = layout.exchange / layout.course_id
     grader = pwd.getpwnam(layout.grader)
     for path, mode in [(layout.exchange, 0o755), (course, 0o755), (course / "outbound", 0o755),
-                       (course / "inbound", 0o2733), (course / "feedback", 0o711)]:
+                       (course / "inbound", 0o3733), (course / "feedback", 0o711)]:
         path.mkdir(exist_ok=True)
         # nbgrader wants the grader account to own the course's folder, so that account (which
         # instructors reach through the course service) could swap the folders in it for links:
@@ -313,7 +339,7 @@ def setup(layout: HubLayout, data: Path) -> dict[str, str]:
         raise SetupError("the hub makes unix accounts and runs servers as them: run it as root")
     check_places(layout)
     print(f"Setting up the course hub in {layout.state}")
-    protect_repository()
+    protect_repository(layout)
     make_accounts(layout)
     make_state(layout, data)
     layout.save()

@@ -36,7 +36,7 @@ tr {{ border-bottom: 1px solid #ccc; }} .note {{ color: #444; }} [data-state=fai
 <p>Each submission you make in the Assignments tab appears here within seconds and moves from
 <em>queued</em> to <em>grading</em> to <em>graded</em>. Only you can see this page's contents.</p>
 <p>{policies}</p>
-{problem}
+{problem}{clutter}
 <table><thead><tr><th>Submitted</th><th>Assignment</th><th>State</th><th>Score</th><th>Feedback</th>
 <th>Details</th></tr></thead><tbody id="submissions"><tr><td colspan="6">Loading…</td></tr></tbody></table>
 {instructor_link}
@@ -88,6 +88,10 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 """
 
 
+# Folders not queued that the queue page lists (api/queue has them all): a student's clutter must not bury the rest.
+SHOWN_REFUSED = 200
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     if not rows:
         return "<p>None.</p>"
@@ -122,6 +126,10 @@ class Base(HubOAuthenticated, web.RequestHandler):
 class StudentPage(Base):
     """The logged-in person's own submissions (the table fills itself from ``api/mine``)."""
 
+    def clutter_html(self) -> str:
+        said = self.service.inbox.clutter_of(self.user_name())
+        return f'<p role="status">{html.escape(said)}</p>' if said else ""
+
     @web.authenticated
     def get(self) -> None:
         prefix = self.service.prefix
@@ -129,6 +137,7 @@ class StudentPage(Base):
                 if self.user_name() in self.service.settings.instructors else "")
         self.write(STUDENT_PAGE.format(course=html.escape(self.service.course_id), problem=self.problem_html(),
                                        policies=html.escape(self.service.policy_summary()),
+                                       clutter=self.clutter_html(),
                                        api_url=json.dumps(url_path_join(prefix, "api/mine")),
                                        feedback_url=json.dumps(url_path_join(prefix, "feedback/")),
                                        xsrf=json.dumps(self.xsrf_token.decode()),
@@ -177,7 +186,10 @@ class QueuePage(Base):
         done = [r for r in rows if r["state"] not in (QUEUED, GRADING, FAILED)][-50:]
         counts = {state: sum(r["state"] == state for r in rows) for state in views.LABELS}
         not_queued = {**self.service.inbox.refused, **self.service.inbox.stalled()}
-        refused = [{"folder": f, "why": w} for f, w in sorted(not_queued.items())]
+        refused = [{"folder": f, "why": w} for f, w in sorted(not_queued.items())[:SHOWN_REFUSED]]
+        if len(not_queued) > SHOWN_REFUSED:
+            refused.append({"folder": f"... and {len(not_queued) - SHOWN_REFUSED} more",
+                            "why": "all of them in api/queue"})
         self.write(QUEUE_PAGE.format(
             course=html.escape(self.service.course_id), problem=self.problem_html(),
             counts=html.escape(", ".join(f"{views.LABELS[s]}: {n}" for s, n in counts.items())),
