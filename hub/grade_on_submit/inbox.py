@@ -142,20 +142,9 @@ class Inbox:
         for name in names:
             if name in seen:
                 continue
-            if name in self._examined:
-                found, owner = self._examined[name]
-                candidates.setdefault(owner, []).append((found, owner))
-                continue
-            found = parse_name(name)
-            if found is None or not self.policies.of(found.assignment).grade_on_submit:
-                self._skipped.add(name)
-                continue
-            owner = _owner(self.inbound / name)
-            if owner != found.student:
-                self.refused[name] = f"claims to be {found.student}'s submission but belongs to {owner}"
-                continue
-            self._examined[name] = (found, owner)
-            candidates.setdefault(owner, []).append((found, owner))
+            item = self._examined.get(name) or self._examine(name)
+            if item is not None:
+                candidates.setdefault(item[1], []).append(item)
         self._pending, self.clutter = {}, {}
         for owner, items in candidates.items():
             items.sort(key=lambda item: item[0].timestamp, reverse=True)
@@ -167,6 +156,19 @@ class Inbox:
         self._skipped &= present
         self._examined = {name: item for name, item in self._examined.items()
                           if name in present and name not in self._known}
+
+    def _examine(self, name: str) -> tuple[Found, str] | None:
+        """A folder seen for the first time: skipped, refused, or (what its name says, its owner) to look at."""
+        found = parse_name(name)
+        if found is None or not self.policies.of(found.assignment).grade_on_submit:
+            self._skipped.add(name)
+            return None
+        owner = _owner(self.inbound / name)
+        if owner != found.student:
+            self.refused[name] = f"claims to be {found.student}'s submission but belongs to {owner}"
+            return None
+        self._examined[name] = (found, owner)
+        return found, owner
 
     def clutter_of(self, account: str) -> str | None:
         """For a student: the sentence about their incomplete folders that grading on submit leaves aside."""
