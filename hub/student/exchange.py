@@ -56,7 +56,16 @@ from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import check_directory, get_username
 
-from .submission_copy import CopyRules, Expected, Refused, copy_submission, put_in_place, read_timestamp, staging_name
+from .submission_copy import (
+    CopyRules,
+    Expected,
+    Refused,
+    copy_submission,
+    put_in_place,
+    read_timestamp,
+    staging_name,
+    sweep_staging,
+)
 
 SUBMISSION_DIR = S_IRUSR | S_IWUSR | S_IXUSR | S_IRGRP | S_IXGRP
 # In the course's submitted folder, hidden from nbgrader's globs: copies being made, only the grader's.
@@ -167,6 +176,8 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
         self.log.warning("Not collected: %s, since %s.", name, why)
 
     def copy_files(self) -> None:
+        staging = os.path.join(self.coursedir.root, self.coursedir.submitted_directory, STAGING)
+        sweep_staging(staging)
         if not self.candidates:
             self.log.warning("No submissions of %r to collect", self.coursedir.assignment_id)
         for student, ordered in sorted(self.candidates.items()):

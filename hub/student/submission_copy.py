@@ -218,6 +218,19 @@ def staging_name(parent: str, student: str) -> str:
     return os.path.join(parent, f"{student}-{secrets.token_hex(6)}")
 
 
+def sweep_staging(parent: str, older_than: float = 3600.0) -> None:
+    """Remove copies a killed collect left in the staging folder ``parent`` (a copy takes seconds, not an hour)."""
+    import time
+
+    try:
+        entries = list(os.scandir(parent))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.stat(follow_symlinks=False).st_mtime < time.time() - older_than:
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def put_in_place(staged: str, dest: str) -> None:
     """Replace ``dest`` (a student's folder in ``submitted/``) by the finished copy ``staged``.
 
