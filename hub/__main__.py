@@ -21,6 +21,7 @@ from pathlib import Path
 from grader.engine import cgroups
 from hub import accounts, provision
 from hub.layout import HubLayout
+from hub.servers import homes
 
 
 def hub_command(layout: HubLayout) -> tuple[list[str], dict[str, str]]:
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
             cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)
             provision.restore_repository(layout)
             shutil.rmtree(layout.state / "course", ignore_errors=True)
-            for part in ("exchange", "data", "lib", "config", "jupyterhub", "hub.json"):
+            for part in ("exchange", "data", "lib", "config", "jupyterhub", "homes", "hub.json"):
                 target = layout.state / part
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
             print(f"removed the hub's state in {layout.state} (the environment {layout.env} is kept)")
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
             print("released again; students who fetched it keep their copy")
             return 0
         logins = provision.setup(layout, data)
-    except (provision.SetupError, accounts.AccountError, cgroups.CgroupsUnavailable, OSError,
+    except (provision.SetupError, accounts.AccountError, cgroups.CgroupsUnavailable, homes.HomeError, OSError,
             subprocess.CalledProcessError) as error:
         # E.g. run as a normal user, or useradd refused a name: one line, not a traceback.
         print(f"error: {error}", file=sys.stderr)

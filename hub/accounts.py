@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from grader.engine import cgroups
+from hub.servers import group_name, homes
+
 AS_ACCOUNT = Path(__file__).resolve().parent / "as_account.py"
 
 
@@ -52,9 +55,14 @@ def ensure_user(name: str, tag: str, groups: list[str] | None = None) -> pwd.str
 
 
 def remove_user(name: str, tag: str) -> bool:
-    """Delete account ``name`` and its home if it carries ``tag``; return whether it was removed."""
+    """Delete account ``name`` and its home if it carries ``tag``; return whether it was removed.
+
+    What its server left running is killed first, and its home's own file system unmounted.
+    """
     if tag_of(name) != tag:
         return False
+    cgroups.remove_named_group(group_name(name))
+    homes.release_home(Path(pwd.getpwnam(name).pw_dir))
     # --force: a server that has not quite stopped yet must not leave the account behind.
     result = subprocess.run(["userdel", "--force", "--remove", name], capture_output=True, text=True)
     if result.returncode not in (0, 12):  # 12: the home could not be removed (already gone)
@@ -78,10 +86,15 @@ def demo_passwords(path: Path, names: list[str]) -> dict[str, str]:
     return {name: passwords[name] for name in names}
 
 
-def as_account_command(user: str, cgroups: list[str], command: list[str], python: str = sys.executable) -> list[str]:
-    """``command`` started by root as ``user``, inside the control groups whose ``cgroup.procs`` are ``cgroups``."""
+def as_account_command(user: str, cgroups: list[str], command: list[str], python: str = sys.executable,
+                       private_tmp: int | None = None) -> list[str]:
+    """``command`` started by root as ``user``, inside the control groups whose ``cgroup.procs`` are ``cgroups``.
+
+    With ``private_tmp`` (bytes), it also gets a private in-memory /tmp of that size and starts in its home.
+    """
     # -I: root's Python must not read the account's HOME (user site-packages) or PYTHONPATH.
-    return [python, "-I", str(AS_ACCOUNT), user, *cgroups, "--", *command]
+    tmp = ["--private-tmp", str(private_tmp)] if private_tmp else []
+    return [python, "-I", str(AS_ACCOUNT), *tmp, user, *cgroups, "--", *command]
 
 
 def run_as(user: str, command: list[str], *, cwd: Path, env: dict[str, str], cgroups: list[str] | None = None,

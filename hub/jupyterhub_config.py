@@ -87,7 +87,16 @@ c.Spawner.server_token_scopes = [
     "users:activity!user", "access:servers!server", "read:users:name!user", "read:users:groups!user",
     "list:services", f"read:services!service={course}",
 ]
-c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+# LocalProcessSpawner, but each server in a control group with limits, with a private /tmp and a
+# home of its own size (hub/servers): one student cannot take the machine from the others.
+c.JupyterHub.spawner_class = "hub.servers.spawner.CourseSpawner"
+c.CourseSpawner.memory_bytes = hub.server_memory_bytes
+c.CourseSpawner.processes = hub.server_processes
+c.CourseSpawner.cpus = hub.server_cpus
+c.CourseSpawner.tmp_bytes = hub.server_tmp_bytes
+c.CourseSpawner.home_bytes = hub.home_bytes
+c.CourseSpawner.homes_dir = str(hub.homes)
+c.CourseSpawner.python = str(env_bin / "python")
 c.Spawner.cmd = [str(env_bin / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"

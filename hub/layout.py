@@ -49,6 +49,14 @@ class HubLayout:
     # Written into each account's comment field; `python -m hub remove` deletes only such accounts.
     account_tag: str = "unet-hub demo account"
     validate_seconds: int = 120
+    # Each person's server (hub/servers): memory, processes and CPUs of it and everything it starts
+    # (docs/hub.md says how they were chosen), its private in-memory /tmp, and the size of each
+    # home's own file system (0: homes stay as they are, e.g. where disk quotas hold them).
+    server_memory_bytes: int = 4 * 2**30
+    server_processes: int = 512
+    server_cpus: float = 1.0
+    server_tmp_bytes: int = 1 * 2**30
+    home_bytes: int = 2 * 2**30
     # The cgroup.procs files of the control groups handed to the grader account
     # (``grader.engine.cgroups.delegate``), which every grader process starts in.
     grader_cgroups: list[str] = field(default_factory=list)
@@ -132,6 +140,11 @@ class HubLayout:
     def config(self) -> Path:
         """Jupyter and nbgrader configuration: common/, student/ and grader/."""
         return self.state / "config"
+
+    @property
+    def homes(self) -> Path:
+        """The images of the home file systems (``hub.servers.homes``), root only."""
+        return self.state / "homes"
 
     @property
     def hub_dir(self) -> Path:

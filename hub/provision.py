@@ -18,9 +18,10 @@ import stat
 from pathlib import Path
 
 from grader.engine import cgroups
-from hub import accounts
+from hub import accounts, as_account
 from hub.grade_on_submit.policy import FILE_NAME as POLICY_FILE
 from hub.layout import ASSIGNMENT, HubLayout
+from hub.servers import homes
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
@@ -31,6 +32,10 @@ VALIDATE_MODULES = [
     "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
     "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
 ]
+
+
+# What each server gets a private copy of (hub/as_account.py): the hub's folders cannot live there.
+PRIVATE_SCRATCH = [Path("/tmp"), *(Path(p) for p in as_account.SHARED_SCRATCH)]
 
 
 class SetupError(RuntimeError):
@@ -88,6 +93,10 @@ def check_places(layout: HubLayout) -> None:
         if path.resolve().is_relative_to(ROOT):
             raise SetupError(f"the {what} {path} is inside this repository, which is closed to students: "
                              "choose a place outside it (HUB_STATE, HUB_ENV)")
+        hidden = [place for place in PRIVATE_SCRATCH if path.resolve().is_relative_to(place)]
+        if hidden:
+            raise SetupError(f"the {what} {path} is inside {hidden[0]}, which each student's server has a private "
+                             "copy of and so cannot see: choose a place outside it (HUB_STATE, HUB_ENV)")
 
 
 def make_accounts(layout: HubLayout) -> None:
@@ -95,6 +104,9 @@ def make_accounts(layout: HubLayout) -> None:
     grader = accounts.ensure_user(layout.grader, layout.account_tag)
     for name in layout.login_accounts:
         accounts.ensure_user(name, layout.account_tag)
+        # The spawner does this too (for accounts made later); here a disk too small fails at set-up.
+        if layout.home_bytes and homes.ensure_home(name, layout.homes, layout.home_bytes):
+            print(f"  {name}: home on its own file system of {layout.home_bytes // 2**20} MiB")
     # Grading on the hub runs as the grader account, which may not make control groups of its
     # own: it gets one from root, and makes each kernel's group (the whole-submission limits) in it.
     try:

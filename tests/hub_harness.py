@@ -236,7 +236,11 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
     hub starts; ``settings`` are further ``HubLayout`` fields.
     """
     remove_stale_accounts()
-    state = Path(tempfile.mkdtemp(prefix="unet-hub-test-", dir="/var/tmp"))
+    # A home file system of its own per account, as on a real hub, but small: six of them per test hub.
+    settings.setdefault("home_bytes", 512 * 2**20)
+    # Not in /tmp or /var/tmp, which every student's server has a private one of (hub/servers).
+    Path("/srv").mkdir(exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="unet-hub-test-", dir="/srv"))
     port, hub_api, proxy_api, service, grading = free_ports(5)
     layout = HubLayout(state=state, env=HUB_ENV, port=port, hub_api_port=hub_api, proxy_api_port=proxy_api,
                        service_port=service, grading_port=grading, prefix=f"uh{secrets.token_hex(2)}-",

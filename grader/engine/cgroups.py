@@ -140,8 +140,8 @@ class V2Group(KernelGroup):
     """A kernel's group in the unified hierarchy (cgroup v2)."""
 
     @classmethod
-    def create(cls, parent: Path, limits: GroupLimits) -> V2Group:
-        folder = parent / f"unet-kernel-{uuid.uuid4().hex[:12]}"
+    def create(cls, parent: Path, limits: GroupLimits, name: str | None = None) -> V2Group:
+        folder = parent / (name or f"unet-kernel-{uuid.uuid4().hex[:12]}")
         folder.mkdir()
         group = cls({"procs": folder})
         try:
@@ -174,8 +174,8 @@ class V1Group(KernelGroup):
     """A kernel's groups in the separate hierarchies of cgroup v1."""
 
     @classmethod
-    def create(cls, parents: dict[str, Path], limits: GroupLimits) -> V1Group:
-        name = f"unet-kernel-{uuid.uuid4().hex[:12]}"
+    def create(cls, parents: dict[str, Path], limits: GroupLimits, name: str | None = None) -> V1Group:
+        name = name or f"unet-kernel-{uuid.uuid4().hex[:12]}"
         dirs = {controller: parent / name for controller, parent in parents.items()}
         group = cls({**dirs, "procs": dirs["pids"]})
         try:
@@ -360,6 +360,41 @@ def remove_delegated(name: str, starts: list[str]) -> None:
                 Path(below).rmdir()
             except OSError:
                 pass  # a process that outlived kill_all: the group stays until it ends
+
+
+def fresh_named_group(name: str, limits: GroupLimits) -> KernelGroup:
+    """As root, the group ``name`` with ``limits`` where ``delegate`` would put it, made afresh.
+
+    For a long-lived program of one account (a student's Jupyter server and
+    all it starts): whatever an earlier group of that name still held is
+    killed first, so nothing a previous server left running escapes the new limits.
+    """
+    remove_named_group(name)
+    found, own = mounts(), own_paths()
+    v2 = usable_v2(found)
+    if v2 is not None:
+        enable(v2.path, V2_CONTROLLERS)
+        return V2Group.create(v2.path, limits, name=name)
+    return V1Group.create(v1_parents(found, own), limits, name=name)
+
+
+def named_group(name: str) -> KernelGroup | None:
+    """The group ``name`` that ``fresh_named_group`` made, if it is there."""
+    found, own = mounts(), own_paths()
+    v2 = usable_v2(found)
+    if v2 is not None:
+        return V2Group({"procs": v2.path / name}) if (v2.path / name).is_dir() else None
+    dirs = {controller: parent / name for controller, parent in v1_parents(found, own).items()}
+    if not dirs["pids"].is_dir():
+        return None
+    return V1Group({**{c: d for c, d in dirs.items() if d.is_dir()}, "procs": dirs["pids"]})
+
+
+def remove_named_group(name: str) -> None:
+    """Kill what is left in the group ``name`` (all at once, even while it forks), and remove it."""
+    group = named_group(name)
+    if group is not None:
+        group.remove()
 
 
 FIX_DELEGATE = (
