@@ -34,8 +34,8 @@ DELEGATED := sh grader/tools/delegated.sh
 demo: data sandbox-deps
 	$(DELEGATED) $(BIN)/python -m grader.dev.demo
 
-# Everything but the two hub suites, which make unix accounts and run a real JupyterHub
-# (about 9 minutes more, root and `make hub-deps`): `make test-hub` runs them, and CI runs both.
+# Everything but the hub suites (marked hub), which make unix accounts and run a real JupyterHub
+# (about 14 minutes more, root and `make hub-deps`): `make test-hub` runs them, and CI runs both.
 test: lint
 	$(DELEGATED) $(BIN)/python -m pytest -m "not hub" --durations=15
 

@@ -3,6 +3,7 @@
 One hub for the module (the code `make hub` runs), with the grading service
 it manages.  ann submits in a browser and watches her grading; ben submits
 from a terminal (the batch comparison); cat meets the policies and the cap;
+ivy swaps the source notebook into her submissions while they are graded;
 dan, eva, fay and gus make a burst during which a worker and then the
 service are killed with SIGKILL.  Needs what tests/test_hub.py needs.
 """
@@ -10,6 +11,7 @@ service are killed with SIGKILL.  Needs what tests/test_hub.py needs.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ import requests
 
 from grader.course import NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill, solutions_for
+from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import FAILED, GRADED, GRADING, QUEUED, Queue, open_engine
 from hub.grade_on_submit.settings import QUEUE_FILE
 from hub.layout import ASSIGNMENT
@@ -51,7 +54,7 @@ LEASE = 10.0
 @pytest.fixture(scope="module")
 def hub(small_data):
     assert not MISSING, MISSING
-    with running_hub(small_data, students=["ann", "ben", "cat", "dan", "eva", "fay", "gus"], visitors=["eve"],
+    with running_hub(small_data, students=["ann", "ben", "cat", "dan", "eva", "fay", "gus", "ivy"], visitors=["eve"],
                      artifacts=ARTIFACTS, policy=ON, grading_lease=LEASE) as running:
         yield running
 
@@ -284,6 +287,66 @@ def test_the_services_hub_token_has_no_scopes_to_speak_of(hub):
 
 
 # -- exactly once, through kill -9 --------------------------------------------------------------------------------
+
+# ivy's side: she learns her submission's name from nbgrader's cache in her home, puts a link to the
+# source notebook in a folder of hers in inbound (the same file system), and swaps it with her notebook.
+SWAP_IN_THE_SOURCE = r"""
+import ctypes, os, sys, time
+cache, inbound, source, mode, seconds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+before, waited = set(os.listdir(cache)) if os.path.isdir(cache) else set(), time.monotonic() + 60
+while time.monotonic() < waited and not (set(os.listdir(cache)) if os.path.isdir(cache) else set()) - before:
+    time.sleep(0.001)  # until her next submission is there
+[name] = set(os.listdir(cache)) - before
+decoys = os.path.join(inbound, name.split("+")[0] + "+decoys+" + str(time.time()))
+os.mkdir(decoys)
+os.symlink(source, os.path.join(decoys, "unet.ipynb"))
+libc = ctypes.CDLL(None, use_errno=True)
+mine, theirs = os.path.join(inbound, name, "unet.ipynb").encode(), os.path.join(decoys, "unet.ipynb").encode()
+swap = lambda: libc.syscall(316, -100, mine, -100, theirs, 2)  # renameat2(RENAME_EXCHANGE)
+deadline = time.monotonic() + seconds
+if mode == "loop":
+    while time.monotonic() < deadline:
+        swap()
+else:
+    fd = libc.inotify_init1(0x800)
+    libc.inotify_add_watch(fd, os.path.join(inbound, name).encode(), 0x1 | 0x20)  # read or opened
+    while time.monotonic() < deadline:
+        try:
+            os.read(fd, 65536)
+            swap()
+        except BlockingIOError:
+            time.sleep(0.0005)
+"""
+
+
+def test_swapping_in_the_source_notebook_while_grading_on_submit_never_grades_it(hub):
+    ivy = name(hub, "ivy")
+    prepare(hub, "ivy", solutions_for("bug_conv_block"))  # her own work: 70 points
+    cache = f"/home/{ivy}/.local/share/jupyter/nbgrader_cache/{COURSE}"
+    source = hub.layout.course / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    rounds = ["watch", "loop"] * 3
+    for number, mode in enumerate(rounds, start=1):
+        with ThreadPoolExecutor(1) as pool:
+            attacking = pool.submit(hub.as_user, ivy, ["python3", "-I", "-c", SWAP_IN_THE_SOURCE, cache,
+                                                       str(hub.layout.inbound), str(source), mode, "15"],
+                                    timeout=120)
+            time.sleep(1)  # she is watching her cache before she submits
+            submit_from_terminal(hub, "ivy")
+            assert attacking.result().returncode == 0, attacking.result().stderr
+        rows = wait_until_final(hub, "ivy", number)
+    outcomes = [(r.state, r.score, r.reason) for r in rows]
+    print("\nivy's swapped submissions:", outcomes)
+    for row in rows:
+        assert row.score != 100.0, outcomes  # the source notebook was never graded as hers
+        assert (row.state, row.score) == (GRADED, 70.0) or (
+            row.state == FAILED and "not accepted" in row.reason), outcomes
+        page = feedback_copy(hub.layout.course, row.id)
+        if page.exists():
+            text = re.sub(r"<[^>]+>", "", page.read_text())  # the code without its highlighting
+            assert "skip_connection = next_layer" in text  # her code, not the reference's
+            assert "### BEGIN SOLUTION" not in text
+    assert any(row.state == FAILED for row in rows)  # the swaps did reach the service
+
 
 def test_killing_a_worker_and_the_service_during_a_burst_loses_nothing_and_grades_once(hub):
     write_policy(hub.layout, ON)

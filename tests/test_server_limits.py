@@ -50,7 +50,9 @@ def as_account(name: str, script: str, *, tmp: int | None = None, procs: list[st
 def test_a_private_tmp_fills_at_its_own_size_and_nothing_reaches_the_machines(account):
     marker = f"fill-{secrets.token_hex(4)}"
     shown = as_account(account, f"""
-        for place in /tmp /var/tmp /dev/shm /run/lock; do dd if=/dev/zero of=$place/{marker} bs=1M count=64 2>&1 | tail -1; done
+        for place in /tmp /var/tmp /dev/shm /run/lock; do
+            dd if=/dev/zero of=$place/{marker} bs=1M count=64 2>&1 | tail -1
+        done
         df -k /tmp | tail -1; pwd; id -un""", tmp=16 * MiB)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
