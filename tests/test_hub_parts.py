@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from grader.course import NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill
@@ -72,3 +73,33 @@ def test_nothing_students_load_holds_a_solution_or_a_hidden_test():
     text = "".join(Path(f).read_text() for f in files)
     for secret in ["run_check", "grader.engine.checks", "### BEGIN SOLUTION", "Conv2DTranspose("]:
         assert secret not in text, secret
+
+
+def test_set_up_closes_the_repository_and_remove_gives_it_back_the_mode_it_had(tmp_path, monkeypatch):
+    from hub import provision
+
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    repository.chmod(0o755)
+    monkeypatch.setattr(provision, "ROOT", repository)
+    layout = HubLayout(state=tmp_path / "state", env=tmp_path / "env")
+    provision.protect_repository(layout)
+    assert oct(repository.stat().st_mode & 0o777) == "0o750"
+    provision.protect_repository(layout)  # a second set-up finds it closed and keeps the first mode
+    provision.restore_repository(layout)
+    assert oct(repository.stat().st_mode & 0o777) == "0o755"
+    # If someone changed it meanwhile, theirs stays.
+    provision.protect_repository(layout)
+    repository.chmod(0o700)
+    provision.restore_repository(layout)
+    assert oct(repository.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_state_folder_that_students_servers_cannot_see_is_refused(tmp_path):
+    from hub import provision
+
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    (tmp_path / "env" / "bin" / "jupyterhub-singleuser").touch()
+    layout = HubLayout(state=Path("/var/tmp/unet-hub-here"), env=tmp_path / "env")
+    with pytest.raises(provision.SetupError, match="each student's server has a private copy of"):
+        provision.check_places(layout)
