@@ -19,6 +19,7 @@ group, makes the private /tmp and only then becomes the account.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -52,10 +53,12 @@ class CourseSpawner(LocalProcessSpawner):
 
     async def start(self):
         account = self.user.name
+        # Off the hub's event loop: making a home (mkfs) or killing what a previous server left takes seconds.
+        loop = asyncio.get_running_loop()
         if self.home_bytes:
-            homes.ensure_home(account, Path(self.homes_dir), self.home_bytes)
-        group = cgroups.fresh_named_group(group_name(account), cgroups.GroupLimits(
-            processes=self.processes, memory_bytes=self.memory_bytes, cpus=self.cpus))
+            await loop.run_in_executor(None, homes.ensure_home, account, Path(self.homes_dir), self.home_bytes)
+        limits = cgroups.GroupLimits(processes=self.processes, memory_bytes=self.memory_bytes, cpus=self.cpus)
+        group = await loop.run_in_executor(None, cgroups.fresh_named_group, group_name(account), limits)
         procs = [str(folder / "cgroup.procs") for folder in dict.fromkeys(group.dirs.values())]
         plain: list[str] = list(self.cmd)  # type: ignore[has-type]  # a traitlets Command
         self.cmd = as_account_command(account, procs, plain, python=self.python, private_tmp=self.tmp_bytes)
@@ -68,4 +71,4 @@ class CourseSpawner(LocalProcessSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         # A student's daemon or a kernel the server did not stop must not outlive it.
-        cgroups.remove_named_group(group_name(self.user.name))
+        await asyncio.get_running_loop().run_in_executor(None, cgroups.remove_named_group, group_name(self.user.name))
