@@ -288,51 +288,50 @@ def test_the_services_hub_token_has_no_scopes_to_speak_of(hub):
 
 # -- exactly once, through kill -9 --------------------------------------------------------------------------------
 
-# ivy's side: she learns her submission's name from nbgrader's cache in her home, puts a link to the
-# source notebook in a folder of hers in inbound (the same file system), and swaps it with her notebook.
+# ivy's side, with her own tools only: she submits, reads where her submission goes from nbgrader's own
+# log ("Destination: ..."), puts a link to the source notebook in a folder of hers in inbound (the same
+# file system), and swaps it with her notebook, in a loop or whenever the service touches her folder.
 SWAP_IN_THE_SOURCE = r"""
-import ctypes, os, sys, time
-cache, inbound, source, mode, seconds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
-before, waited = set(os.listdir(cache)) if os.path.isdir(cache) else set(), time.monotonic() + 60
-while time.monotonic() < waited and not (set(os.listdir(cache)) if os.path.isdir(cache) else set()) - before:
-    time.sleep(0.001)  # until her next submission is there
-[name] = set(os.listdir(cache)) - before
-decoys = os.path.join(inbound, name.split("+")[0] + "+decoys+" + str(time.time()))
+import ctypes, os, subprocess, sys, time
+python, inbound, source, mode, seconds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+submit = subprocess.Popen([python, "-m", "nbgrader", "submit", "unet_segmentation"], stderr=subprocess.PIPE, text=True)
+folder = next(line.split("Destination: ", 1)[1].strip() for line in submit.stderr if "Destination: " in line)
+decoys = folder.rsplit("+", 3)[0] + "+decoys+" + str(time.time())
 os.mkdir(decoys)
 os.symlink(source, os.path.join(decoys, "unet.ipynb"))
 libc = ctypes.CDLL(None, use_errno=True)
-mine, theirs = os.path.join(inbound, name, "unet.ipynb").encode(), os.path.join(decoys, "unet.ipynb").encode()
+mine, theirs = os.path.join(folder, "unet.ipynb").encode(), os.path.join(decoys, "unet.ipynb").encode()
 swap = lambda: libc.syscall(316, -100, mine, -100, theirs, 2)  # renameat2(RENAME_EXCHANGE)
-deadline = time.monotonic() + seconds
+while not os.path.exists(os.path.join(folder, "unet.ipynb")):
+    time.sleep(0.001)
+swaps, deadline = 0, time.monotonic() + seconds
 if mode == "loop":
     while time.monotonic() < deadline:
-        swap()
+        swaps += swap() == 0
 else:
     fd = libc.inotify_init1(0x800)
-    libc.inotify_add_watch(fd, os.path.join(inbound, name).encode(), 0x1 | 0x20)  # read or opened
+    libc.inotify_add_watch(fd, folder.encode(), 0x1 | 0x20)  # something in it was read or opened
     while time.monotonic() < deadline:
         try:
             os.read(fd, 65536)
-            swap()
+            swaps += swap() == 0
         except BlockingIOError:
             time.sleep(0.0005)
+submit.wait()
+print(swaps)
 """
 
 
 def test_swapping_in_the_source_notebook_while_grading_on_submit_never_grades_it(hub):
     ivy = name(hub, "ivy")
     prepare(hub, "ivy", solutions_for("bug_conv_block"))  # her own work: 70 points
-    cache = f"/home/{ivy}/.local/share/jupyter/nbgrader_cache/{COURSE}"
     source = hub.layout.course / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
     rounds = ["watch", "loop"] * 3
     for number, mode in enumerate(rounds, start=1):
-        with ThreadPoolExecutor(1) as pool:
-            attacking = pool.submit(hub.as_user, ivy, ["python3", "-I", "-c", SWAP_IN_THE_SOURCE, cache,
-                                                       str(hub.layout.inbound), str(source), mode, "15"],
-                                    timeout=120)
-            time.sleep(1)  # she is watching her cache before she submits
-            submit_from_terminal(hub, "ivy")
-            assert attacking.result().returncode == 0, attacking.result().stderr
+        attack = hub.as_user(ivy, ["python3", "-I", "-c", SWAP_IN_THE_SOURCE, str(hub.layout.env / "bin" / "python"),
+                                   str(hub.layout.inbound), str(source), mode, "15"], timeout=120)
+        assert attack.returncode == 0 and int(attack.stdout.split()[-1]) > 0, attack.stdout + attack.stderr
+        time.sleep(1.1)  # submissions are told apart by their time stamp
         rows = wait_until_final(hub, "ivy", number)
     outcomes = [(r.state, r.score, r.reason) for r in rows]
     print("\nivy's swapped submissions:", outcomes)
