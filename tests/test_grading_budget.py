@@ -5,7 +5,9 @@ correct notebook with a dozen cells that each sleep for ever, before the
 last graded cell, is graded by ``nbgrader autograde`` (the batch) and by
 ``grade_submission`` (grading on submit) at once, each with a small budget:
 both end, every exercise that ran earns its points, and the feedback names
-the cells that used the time.
+the cells that used the time.  A cell that swallows the interrupt at its
+time limit ends that run: the cells before it run again in a fresh
+sandbox, within the same budget, and every exercise is still graded.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from grader.tools.grades import scores
 from tests.fault_corpus import FULL
 
 SLEEPERS = 12
-BUDGET, CELL_LIMIT = 40, 15
-SETTINGS = {"SandboxedExecute": {"grading_budget": BUDGET}, "Execute": {"timeout": CELL_LIMIT}}
+BUDGET, CELL_LIMIT = 60, 15
+# Room for the replay after a stuck cell (a sandbox, TensorFlow's import, the cells) on a loaded machine.
+STUBBORN_BUDGET = 120
+STUBBORN = "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except KeyboardInterrupt:\n        pass"
 
 
 class Clock:
@@ -83,63 +87,71 @@ def test_more_stopped_cells_than_are_named_are_counted():
 # -- the whole grading -----------------------------------------------------------------------------------
 
 
-def sleeping_submission(release: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The reference solutions, and a dozen cells that sleep for ever just before the last exercise's tests."""
+def submission(release: nbformat.NotebookNode, extra: list[str]) -> nbformat.NotebookNode:
+    """The reference solutions, and the cells ``extra`` just before the last exercise's tests."""
     nb = fill(release, reference_solutions())
     first_test = next(i for i, c in enumerate(nb.cells)
                       if c.metadata.get("nbgrader", {}).get("grade_id") == "test_unet_encoder")
-    sleepers = [new_code_cell(f"import time\ntime.sleep(10**6)  # sleeper {n}") for n in range(SLEEPERS)]
-    nb.cells[first_test:first_test] = sleepers
+    nb.cells[first_test:first_test] = [new_code_cell(code) for code in extra]
     return nb
 
 
-def _grade_on_submit(setup: CourseSetup, student: str, data: str) -> tuple[GradingResult, float]:
+SUBMISSIONS = {
+    "sleepy": [f"import time\ntime.sleep(10**6)  # sleeper {n}" for n in range(SLEEPERS)],
+    "stubborn": [STUBBORN, "print('after the stubborn cell')"],
+}
+
+
+def _grade_on_submit(setup: CourseSetup, student: str, data: str, budget: int) -> tuple[GradingResult, float]:
     import os
 
     from grader.engine.grading import grade_submission, nbgrader_app
 
     os.environ["CARLA_DATA_DIR"] = data
     app = nbgrader_app(setup)
-    for section, values in SETTINGS.items():
-        for name, value in values.items():
-            setattr(app.config[section], name, value)
+    app.config.SandboxedExecute.grading_budget = budget
+    app.config.Execute.timeout = CELL_LIMIT
     started = time.perf_counter()
     result = grade_submission(setup, student)
     return result, time.perf_counter() - started
 
 
-def _course(root, small_data, student: str) -> tuple[Course, int]:
+def _course(root, small_data, students: list[str]) -> tuple[Course, int]:
+    """A course with these students' submissions; where the extra cells begin."""
     course = Course(root, small_data)
     course.nbgrader("generate_assignment", ASSIGNMENT, "--force")
-    nb = sleeping_submission(nbformat.read(course.release / f"{NOTEBOOK}.ipynb", as_version=4))
-    path = course.root / "submitted" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-    path.parent.mkdir(parents=True)
-    nbformat.write(nb, path)
-    first_sleeper = next(i for i, c in enumerate(nb.cells) if "sleeper 0" in c.source)
-    return course, first_sleeper
+    release = nbformat.read(course.release / f"{NOTEBOOK}.ipynb", as_version=4)
+    for student in students:
+        nb = submission(release, SUBMISSIONS[student])
+        path = course.root / "submitted" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    return course, next(i for i, c in enumerate(nb.cells) if c.source == SUBMISSIONS[student][0])
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, small_data):
-    batch, first = _course(tmp_path_factory.mktemp("budget-batch"), small_data, "sleepy")
-    on_submit, _ = _course(tmp_path_factory.mktemp("budget-submit"), small_data, "sleepy")
+    batch, first = _course(tmp_path_factory.mktemp("budget-batch"), small_data, ["sleepy"])
+    on_submit, _ = _course(tmp_path_factory.mktemp("budget-submit"), small_data, ["sleepy", "stubborn"])
     flags = [f"--SandboxedExecute.grading_budget={BUDGET}", f"--Execute.timeout={CELL_LIMIT}"]
+    setup = CourseSetup(str(on_submit.root), on_submit.db_url)
     # Both ways of grading at once: each holds its worker only for the budget.
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        submitted = pool.submit(_grade_on_submit, CourseSetup(str(on_submit.root), on_submit.db_url), "sleepy",
-                                str(small_data))
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        submitted = {s: pool.submit(_grade_on_submit, setup, s, str(small_data), budget)
+                     for s, budget in (("sleepy", BUDGET), ("stubborn", STUBBORN_BUDGET))}
         started = time.perf_counter()
         batch.nbgrader("autograde", ASSIGNMENT, "--force", *flags)
         batch_seconds = time.perf_counter() - started
-        result, submit_seconds = submitted.result()
-    print(f"\nsleeping notebook, budget {BUDGET} s: batch autograde {batch_seconds:.1f} s (with nbgrader's start), "
-          f"grade_submission {submit_seconds:.1f} s")
-    return batch, result, first
+        results = {student: future.result() for student, future in submitted.items()}
+    print(f"\nbudget {BUDGET} s: sleeping notebook, batch autograde {batch_seconds:.1f} s (with nbgrader's start), "
+          f"grade_submission {results['sleepy'][1]:.1f} s; stubborn cell, grade_submission "
+          f"{results['stubborn'][1]:.1f} s")
+    return batch, {student: result for student, (result, _) in results.items()}, first, on_submit
 
 
 @pytest.mark.slow
 def test_the_batch_grades_what_ran_and_says_which_cells_used_the_time(graded):
-    course, _, first = graded
+    course, _, first, _ = graded
     assert scores("sleepy", course.db_url) == {**FULL, "total": 100.0, "ungraded": []}
     nb = nbformat.read(course.root / "autograded" / "sleepy" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     said = [nb.cells[first + n].outputs[-1] for n in range(SLEEPERS)]
@@ -162,6 +174,19 @@ def test_the_batch_grades_what_ran_and_says_which_cells_used_the_time(graded):
 
 @pytest.mark.slow
 def test_grading_on_submit_ends_within_the_budget_and_scores_what_ran(graded):
-    _, result, first = graded
+    _, results, first, _ = graded
+    result = results["sleepy"]
     assert result.ok and result.score == 100
     assert result.out_of_time and f"cell {first + 1} (`import time`" in result.out_of_time
+
+
+@pytest.mark.slow
+def test_a_cell_that_swallows_the_interrupt_is_replayed_around_within_the_budget(graded):
+    _, results, first, course = graded
+    result = results["stubborn"]
+    # The cells before it ran again in a fresh sandbox, and every exercise was graded.
+    assert result.ok and result.score == 100 and result.out_of_time is None
+    nb = nbformat.read(course.root / "autograded" / "stubborn" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    said = nb.cells[first].outputs[-1]["evalue"]
+    assert said == "This cell stopped the kernel: the kernel stopped responding. Cells after it were not run."
+    assert nb.cells[first + 1].outputs == [], "the cell after it was not run"

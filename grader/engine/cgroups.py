@@ -23,6 +23,8 @@ Two kinds of machine are served:
   own group there.
 
 ``open_group`` says why neither works when it cannot (``CgroupsUnavailable``).
+Each group is locked by the grader process that made it (``leftovers``), and
+``sweep_groups`` kills and removes those of graders that were killed.
 """
 
 from __future__ import annotations

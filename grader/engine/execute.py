@@ -145,7 +145,8 @@ class SandboxedExecute(NotesTimeouts, Execute):
 
     _warned: set[str] = set()
     _last_graded = -1
-    _budget = TimeBudget(0, 0)
+    # This submission's (``preprocess`` starts it), and whether the running cell's time limit is what is left of it.
+    _budget: TimeBudget
     _cut_by_budget = False
 
     @property

@@ -280,7 +280,7 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
                 raise
             self.watch = LimitWatch(self.group, self.limits, WORK)
         # The connection file names the sockets as the kernel sees them; once the
-        # sandbox runs, the grader's own side goes through /proc (``_async_launch_kernel``).
+        # sandbox runs, the grader's own side goes through /proc (``kernel_launched``).
         self.transport = "ipc"
         self.ip = f"{IPC}/kernel"
         self.connection_file = str(self.scratch / "connection.json")
