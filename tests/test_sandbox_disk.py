@@ -169,3 +169,16 @@ def test_a_killed_graders_kernel_group_is_removed_with_its_processes_and_a_live_
         live.wait()
     assert sorted(cgroups.sweep_groups(parents)) == sorted(Path(g) for g in live_groups)
     assert not _alive(int(live_sleeper))
+
+
+def test_only_a_kernels_group_is_locked_for_the_sweep(tmp_path):
+    """A group made under a name of its own (a student's server on the hub) is never the sweep's, nor holds a lock."""
+    limits = cgroups.GroupLimits(processes=8, memory_bytes=2**28, cpus=0.5)
+    named = cgroups.V2Group.create(tmp_path, limits, name="unet-hub-server-ann")
+    kernel = cgroups.V2Group.create(tmp_path, limits)
+    assert named.locks == [] and len(kernel.locks) == 1
+    assert leftovers.take_abandoned(kernel.dirs["procs"], now=float("inf")) is None, "its lock is held"
+    leftovers.release(kernel.locks.pop())
+    lock = leftovers.take_abandoned(kernel.dirs["procs"], now=float("inf"))
+    assert lock is not None, "a kernel group whose grader is gone is free to take"
+    leftovers.release(lock)

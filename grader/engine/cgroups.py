@@ -107,10 +107,11 @@ class KernelGroup:
         # This process's locks on the folders (``leftovers``): a group whose lock is free is a killed grader's.
         self.locks: list[int] = []
 
-    def _make_folders(self) -> None:
+    def _make_folders(self, locked: bool) -> None:
         for folder in dict.fromkeys(self.dirs.values()):
             folder.mkdir()
-            self.locks.append(hold(folder))
+            if locked:
+                self.locks.append(hold(folder))
 
     def enter_prefix(self) -> list[str]:
         """The command prefix that runs a program inside this group."""
@@ -163,11 +164,12 @@ class V2Group(KernelGroup):
     """A kernel's group in the unified hierarchy (cgroup v2)."""
 
     @classmethod
-    def create(cls, parent: Path, limits: GroupLimits) -> V2Group:
-        folder = parent / new_group_name()
+    def create(cls, parent: Path, limits: GroupLimits, name: str | None = None) -> V2Group:
+        """A new group ``name``; without one, a kernel's group, locked while this object lives (``sweep_groups``)."""
+        folder = parent / (name or new_group_name())
         group = cls({"procs": folder})
         try:
-            group._make_folders()
+            group._make_folders(locked=name is None)
             (folder / "pids.max").write_text(str(limits.processes))
             (folder / "memory.max").write_text(str(limits.memory_bytes))
             if (folder / "memory.swap.max").exists():
@@ -197,12 +199,13 @@ class V1Group(KernelGroup):
     """A kernel's groups in the separate hierarchies of cgroup v1."""
 
     @classmethod
-    def create(cls, parents: dict[str, Path], limits: GroupLimits) -> V1Group:
-        name = new_group_name()
-        dirs = {controller: parent / name for controller, parent in parents.items()}
+    def create(cls, parents: dict[str, Path], limits: GroupLimits, name: str | None = None) -> V1Group:
+        """A new group ``name``; without one, a kernel's group, locked while this object lives (``sweep_groups``)."""
+        folder = name or new_group_name()
+        dirs = {controller: parent / folder for controller, parent in parents.items()}
         group = cls({**dirs, "procs": dirs["pids"]})
         try:
-            group._make_folders()
+            group._make_folders(locked=name is None)
             (dirs["pids"] / "pids.max").write_text(str(limits.processes))
             (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
             if (dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
