@@ -25,7 +25,7 @@ from grader.engine import cgroups, leftovers
 from grader.engine.sandbox import CONNECTION_FILE, HOME, IPC, SCRATCH, WORK, check_limits_available
 from hub.accounts import as_account_command
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
 FILL = Path(__file__).with_name("sandbox_fill.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +52,7 @@ def _submission(tmp_path: Path) -> Path:
     return work
 
 
+@needs_bwrap
 def test_a_kernel_as_root_fills_only_its_sized_in_memory_folders(tmp_path):
     try:
         check_limits_available()
@@ -64,6 +65,7 @@ def test_a_kernel_as_root_fills_only_its_sized_in_memory_folders(tmp_path):
     _check(json.loads(run.stdout.splitlines()[-1]))
 
 
+@needs_bwrap
 def test_a_kernel_of_a_normal_user_fills_only_its_sized_in_memory_folders(user):
     if not HUB_PYTHON.exists():
         pytest.skip(f"no Python a normal user may run at {HUB_PYTHON} (make test-hub builds it)")
@@ -79,6 +81,7 @@ def test_a_kernel_of_a_normal_user_fills_only_its_sized_in_memory_folders(user):
     _check(json.loads(run.stdout.splitlines()[-1]))
 
 
+@needs_bwrap
 def test_the_connection_file_is_read_only_inside(tmp_path):
     """The kernel reads its connection file but cannot grow or replace it."""
     from grader.engine.sandbox import Limits, bwrap_command
@@ -182,3 +185,29 @@ def test_only_a_kernels_group_is_locked_for_the_sweep(tmp_path):
     lock = leftovers.take_abandoned(kernel.dirs["procs"], now=float("inf"))
     assert lock is not None, "a kernel group whose grader is gone is free to take"
     leftovers.release(lock)
+
+
+def test_a_grader_sweeps_only_its_own_accounts_leftovers(user, monkeypatch):
+    """Another account's scratch folder is its own business (root's sweep leaves it); that account's sweep takes it."""
+    if not HUB_PYTHON.exists():
+        pytest.skip(f"no Python a normal user may run at {HUB_PYTHON} (make test-hub builds it)")
+    shared = Path(tempfile.mkdtemp(prefix="unet-sweep-test-"))
+    shared.chmod(0o1777)
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(shared), "PYTHONPATH": str(REPO)}
+
+    def as_user(code: str) -> str:
+        run = subprocess.run(as_account_command(user, [], [str(HUB_PYTHON), "-c", code]), capture_output=True,
+                             text=True, timeout=120, env=env, cwd="/")
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.strip()
+
+    try:
+        # The account's grader ends without removing its folder, as a killed one would.
+        left = Path(as_user("from grader.engine import leftovers; print(leftovers.new_scratch()[0])"))
+        monkeypatch.setattr(leftovers, "GRACE_SECONDS", 0.0)
+        assert left.is_dir() and leftovers.sweep_scratch(shared) == [] and left.is_dir()
+        swept = as_user("from grader.engine import leftovers; leftovers.GRACE_SECONDS = 0; "
+                        f"print(leftovers.sweep_scratch(__import__('pathlib').Path({str(shared)!r})))")
+        assert str(left) in swept and not left.exists()
+    finally:
+        shutil.rmtree(shared)
