@@ -26,7 +26,10 @@ QUOTES = {
     "CPU time": f"CPU time ({_default(SandboxedExecute, 'cpu_seconds')} s)",
     "address space": f"address space ({_default(SandboxedExecute, 'memory_bytes') // 2**30} GiB)",
     "cell time limit": f"each cell has {_configured_cell_timeout()} s (`--Execute.timeout`)",
-    "notebook time limit": f"whole notebook {_default(SandboxedExecute, 'notebook_timeout')} s",
+    "grading budget": f"may take {_default(SandboxedExecute, 'grading_budget')} s in all "
+                      "(`--SandboxedExecute.grading_budget`)",
+    "evidence reserve": f"the last {_default(SandboxedExecute, 'evidence_reserve')} s "
+                        "(`--SandboxedExecute.evidence_reserve`)",
     "output cap": f"cut after {_default(SandboxedExecute, 'output_limit'):,} characters",
     "time per call": f"stopped after {_default(SandboxedExecute, 'seconds_per_call'):g} s per call",
     "validate time": f"`--ValidateExecute.notebook_timeout` ({_default(ValidateExecute, 'notebook_timeout')} s)",
@@ -37,8 +40,8 @@ QUOTES = {
     "cpus": f"at most {_default(SandboxedExecute, 'cpus'):g} CPU busy (`--SandboxedExecute.cpus`)",
     "submission CPU time": f"at most {_default(SandboxedExecute, 'submission_cpu_seconds')} s of CPU time in all "
                            "(`--SandboxedExecute.submission_cpu_seconds`)",
-    "scratch space": f"in-memory copy of {_default(SandboxedExecute, 'scratch_bytes') // 2**30} GiB "
-                     "(`--SandboxedExecute.scratch_bytes`)",
+    "scratch space": f"its home ({_default(SandboxedExecute, 'scratch_bytes') // 2**30} GiB, "
+                     "`--SandboxedExecute.scratch_bytes`)",
 }
 
 

@@ -134,6 +134,33 @@ def test_a_failed_grading_does_not_count_against_the_cap(queue, clock):
     assert queue.claim("w", 30).timestamp == "t2"
 
 
+def test_a_grading_that_used_its_whole_time_budget_counts_against_the_cap(queue, clock, monkeypatch):
+    """Ended by the grading's time budget, a submission is graded with what ran: it takes its slot in the hour."""
+    from grader.engine.grading import CourseSetup
+    from grader.engine.record import CellResult, GradingResult
+    from hub.grade_on_submit import pipeline
+
+    spent = ("the grading's time budget of 120 s for your whole notebook was used up, most of it by cell 26 "
+             "(`time.sleep(10**6)`), which ran for 60 s until it was stopped")
+    result = GradingResult(student="ann", assignment="hw", ok=True, out_of_time=spent,
+                           cells=(CellResult("test_a", "a", 30.0, 30.0, True, "Passed"),
+                                  CellResult("test_b", "b", 0.0, 70.0, False, "b is not defined")))
+    monkeypatch.setattr(pipeline, "collect", lambda setup, row: None)
+    monkeypatch.setattr(pipeline, "grade_submission", lambda setup, student: result)
+    monkeypatch.setattr(pipeline, "generate_feedback", lambda setup, row: None)
+    monkeypatch.setattr(pipeline, "due_date", lambda setup: None)
+    monkeypatch.setattr(pipeline, "release_feedback", lambda setup, student: None)
+    queue.add(folder("ann", "t1"), "ann", "hw", "t1", per_hour=1)
+    row = queue.claim("w", 30)
+    outcome = pipeline.grade(CourseSetup("/nowhere", "sqlite://", "hw"), row, "feedback")
+    assert (outcome.state, outcome.score, outcome.max_score) == (GRADED, 30.0, 100.0)
+    finish(queue, row, state=outcome.state, score=outcome.score, max_score=outcome.max_score)
+    clock.now += 60
+    queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=1)
+    assert queue.all((QUEUED,))[0].not_before == row.started_at + 3600
+    assert queue.claim("w", 30) is None
+
+
 def _claim_all(url: str, worker: str, results) -> None:
     queue = Queue(open_engine(url))
     while (row := queue.claim(worker, lease=600)) is not None:

@@ -68,7 +68,6 @@ def test_the_last_definition_counts_and_broken_cells_are_skipped():
 def test_the_sandbox_shows_the_work_folder_and_hides_the_course(tmp_path):
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "mine.txt").write_text("student file")
-    (tmp_path / "ipc").mkdir()
     code = (
         "import os, socket\n"
         "print(open('mine.txt').read())\n"
@@ -77,7 +76,7 @@ def test_the_sandbox_shows_the_work_folder_and_hides_the_course(tmp_path):
         "open('out.txt', 'w').write('ok')\n"
         "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0])\n"
     )
-    command = bwrap_command(tmp_path / "work", tmp_path / "ipc", None, Limits()) + [sys.executable, "-c", code]
+    command = bwrap_command(tmp_path / "work", None, None, Limits()) + [sys.executable, "-c", code]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:4] == ["student file", "False False", "True", str(Limits().memory_bytes)]

@@ -23,22 +23,31 @@ Two kinds of machine are served:
   own group there.
 
 ``open_group`` says why neither works when it cannot (``CgroupsUnavailable``).
+Each group is locked by the grader process that made it (``leftovers``), and
+``sweep_groups`` kills and removes those of graders that were killed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.engine.leftovers import hold, release, take_abandoned
+
 MOUNTS = Path("/proc/self/mountinfo")
 OWN = Path("/proc/self/cgroup")
 V2_CONTROLLERS = ("pids", "memory", "cpu")
 V1_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer")
 CPU_PERIOD_US = 100_000
+# A kernel's group: the grader process that made it, and a random part.  Groups named otherwise
+# (an older grader's) are never swept.
+GROUP_PREFIX = "unet-kernel-"
+_GROUP_NAME = re.compile(rf"{GROUP_PREFIX}\d+-[0-9a-f]+")
 # The shell that starts every kernel: into the group(s) named before "--", then the command after it.
 _ENTER = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
@@ -85,12 +94,24 @@ def _field(text: str, name: str) -> int:
     return 0
 
 
+def new_group_name() -> str:
+    return f"{GROUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
 class KernelGroup:
     """The control group(s) of one kernel, in one or more hierarchies."""
 
     def __init__(self, dirs: dict[str, Path]) -> None:
         # controller -> folder; "procs" is the folder whose cgroup.procs lists every process.
         self.dirs = dirs
+        # This process's locks on the folders (``leftovers``): a group whose lock is free is a killed grader's.
+        self.locks: list[int] = []
+
+    def _make_folders(self, locked: bool) -> None:
+        for folder in dict.fromkeys(self.dirs.values()):
+            folder.mkdir()
+            if locked:
+                self.locks.append(hold(folder))
 
     def enter_prefix(self) -> list[str]:
         """The command prefix that runs a program inside this group."""
@@ -134,6 +155,9 @@ class KernelGroup:
                     break
                 except OSError:
                     time.sleep(0.05)
+        for lock in self.locks:
+            release(lock)
+        self.locks = []
 
 
 class V2Group(KernelGroup):
@@ -141,10 +165,11 @@ class V2Group(KernelGroup):
 
     @classmethod
     def create(cls, parent: Path, limits: GroupLimits, name: str | None = None) -> V2Group:
-        folder = parent / (name or f"unet-kernel-{uuid.uuid4().hex[:12]}")
-        folder.mkdir()
+        """A new group ``name``; without one, a kernel's group, locked while this object lives (``sweep_groups``)."""
+        folder = parent / (name or new_group_name())
         group = cls({"procs": folder})
         try:
+            group._make_folders(locked=name is None)
             (folder / "pids.max").write_text(str(limits.processes))
             (folder / "memory.max").write_text(str(limits.memory_bytes))
             if (folder / "memory.swap.max").exists():
@@ -175,12 +200,12 @@ class V1Group(KernelGroup):
 
     @classmethod
     def create(cls, parents: dict[str, Path], limits: GroupLimits, name: str | None = None) -> V1Group:
-        name = name or f"unet-kernel-{uuid.uuid4().hex[:12]}"
-        dirs = {controller: parent / name for controller, parent in parents.items()}
+        """A new group ``name``; without one, a kernel's group, locked while this object lives (``sweep_groups``)."""
+        folder = name or new_group_name()
+        dirs = {controller: parent / folder for controller, parent in parents.items()}
         group = cls({**dirs, "procs": dirs["pids"]})
         try:
-            for folder in dict.fromkeys(dirs.values()):
-                folder.mkdir()
+            group._make_folders(locked=name is None)
             (dirs["pids"] / "pids.max").write_text(str(limits.processes))
             (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
             if (dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
@@ -421,6 +446,9 @@ class Placement:
         assert self.v1 is not None
         return V1Group.create(self.v1, limits)
 
+    def parents(self) -> list[Path]:
+        return [self.v2] if self.v2 is not None else list(dict.fromkeys((self.v1 or {}).values()))
+
 
 def find_placement() -> Placement:
     """cgroup v2 where it has the controllers, else cgroup v1; raises CgroupsUnavailable saying why and what to do."""
@@ -436,8 +464,37 @@ def find_placement() -> Placement:
 _PLACEMENT: list[Placement] = []
 
 
-def open_group(limits: GroupLimits) -> KernelGroup:
-    """A new group with ``limits`` for one kernel; raises CgroupsUnavailable (or OSError) when none can be made."""
+def _placement() -> Placement:
     if not _PLACEMENT:
         _PLACEMENT.append(find_placement())
-    return _PLACEMENT[0].create(limits)
+    return _PLACEMENT[0]
+
+
+def open_group(limits: GroupLimits) -> KernelGroup:
+    """A new group with ``limits`` for one kernel; raises CgroupsUnavailable (or OSError) when none can be made."""
+    return _placement().create(limits)
+
+
+def sweep_groups(parents: list[Path] | None = None) -> list[Path]:
+    """Kill and remove the kernel groups that killed graders left below ``parents`` (this process's); the ones removed.
+
+    Only groups whose lock no live grader holds (``leftovers``), in any
+    process, are touched.
+    """
+    removed = []
+    for parent in parents if parents is not None else _placement().parents():
+        try:
+            found = [p for p in parent.iterdir() if _GROUP_NAME.fullmatch(p.name)]
+        except OSError:
+            continue
+        for folder in found:
+            lock = take_abandoned(folder)
+            if lock is None:
+                continue
+            try:
+                KernelGroup({"procs": folder}).remove()
+            finally:
+                release(lock)
+            if not folder.exists():
+                removed.append(folder)
+    return removed

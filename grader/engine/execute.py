@@ -7,9 +7,11 @@
 - the hidden test cells are *not* run in the student's kernel; instead
   ``probe`` collects evidence there once the notebook has run, and
   ``grader.engine.verdicts`` judges it outside the kernel;
-- a per-cell and a per-notebook time limit, a cap on each cell's output, and a
-  kernel that dies all end in an error output that says what happened, never
-  in an exception that would make nbgrader drop the submission;
+- a per-cell time limit, one time budget for grading the whole submission
+  (``grader.engine.budget``: every run, replay and the testing of its
+  functions), a cap on each cell's output, and a kernel that dies all end in
+  an error output that says what happened, never in an exception that would
+  make nbgrader drop the submission;
 - when the kernel died or stopped answering, the cells before the one that
   broke it are run again in a fresh sandbox, so the exercises defined there
   are still graded;
@@ -39,6 +41,7 @@ from nbgrader.utils import is_grade
 from traitlets import Bool, Float, Integer
 
 import probe
+from grader.engine.budget import TimeBudget
 from grader.engine.checks import probe_request
 from grader.engine.private_api.jupyter_client_api import kernel_exit_code
 from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
@@ -56,6 +59,10 @@ KERNEL_GONE = (DeadKernelError, RuntimeError, TimeoutError)
 # At most this many cells are left out for hitting a whole-submission limit; then the run ends there.
 MAX_LEFT_OUT = 3
 LIMIT_NAME = "SubmissionLimit"
+BUDGET_NAME = "GradingTimeBudget"
+# A run again (without a cell that hit a limit, or before one that broke the kernel) needs about this much
+# of the budget to be worth starting: a sandbox, TensorFlow's import, the cells.
+MIN_RUN_SECONDS = 10
 
 
 class CellRun(enum.Enum):
@@ -108,8 +115,13 @@ class SandboxedExecute(NotesTimeouts, Execute):
 
     sandbox = Bool(True, help="Run each kernel under bubblewrap. Turn off only for trusted notebooks.").tag(
         config=True)
-    notebook_timeout = Integer(600, help="Seconds for the whole notebook, all cells together.").tag(config=True)
-    probe_timeout = Integer(180, help="Seconds for collecting the evidence of all hidden checks.").tag(config=True)
+    grading_budget = Integer(120, help="Seconds for grading one submission: every run of its notebook, the "
+                                       "replays and the testing of its functions, together. The cells left when "
+                                       "it is spent are not run.").tag(config=True)
+    evidence_reserve = Integer(15, help="Seconds of grading_budget kept for testing the functions once the "
+                                        "cells have run.").tag(config=True)
+    probe_timeout = Integer(180, help="Seconds for collecting the evidence of all hidden checks (within what "
+                                      "is left of grading_budget).").tag(config=True)
     seconds_per_call = Float(20.0, help="Seconds one call of a graded function may take.").tag(config=True)
     output_limit = Integer(200_000, help="Characters of output kept per cell; the rest is dropped.").tag(
         config=True)
@@ -133,6 +145,9 @@ class SandboxedExecute(NotesTimeouts, Execute):
 
     _warned: set[str] = set()
     _last_graded = -1
+    # This submission's (``preprocess`` starts it), and whether the running cell's time limit is what is left of it.
+    _budget: TimeBudget
+    _cut_by_budget = False
 
     @property
     def limits(self) -> Limits:
@@ -147,6 +162,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
         for index in hidden:
             nb.cells[index].source = ""
         self._last_graded = -1 if self.run_after_last_test else max(hidden, default=-1)
+        self._budget = TimeBudget(self.grading_budget, min(self.evidence_reserve, self.grading_budget / 4))
         record = RunRecord()
         try:
             self._grade_run(nb, resources, record)
@@ -167,15 +183,25 @@ class SandboxedExecute(NotesTimeouts, Execute):
         notebook_dir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
         left_out: list[int] = []
         end = self._run_once(nb, resources, notebook_dir, record, left_out)
-        while end.limit_at is not None and len(left_out) < MAX_LEFT_OUT:
+        while end.limit_at is not None and len(left_out) < MAX_LEFT_OUT and self._time_for_another_run(nb, record):
             left_out.append(end.limit_at)
             self.log.warning("Cell %d hit a whole-submission limit; running the notebook again without it",
                              end.limit_at)
             end = self._run_once(nb, resources, notebook_dir, record, left_out)
-        if record.evidence is None and end.broke_at is not None:
+        if record.evidence is None and end.broke_at is not None and self._time_for_another_run(nb, record):
             self.log.warning("Kernel broke in cell %d; replaying the cells before it to collect evidence",
                              end.broke_at)
             self._run_once(_cells_before(nb, end.broke_at), resources, notebook_dir, record, left_out)
+        if self._budget.ran_out:
+            record.out_of_time = self._budget.spent(nb)
+
+    def _time_for_another_run(self, nb: NotebookNode, record: RunRecord) -> bool:
+        """Whether the budget still holds a run of the notebook; if not, that is why there is no evidence."""
+        if self._budget.left_for_cells() >= MIN_RUN_SECONDS:
+            return True
+        self._budget.ran_out = True
+        record.reason = f"the notebook could not be run again: {self._budget.spent(nb)}"
+        return False
 
     # -- one run in one kernel --------------------------------------------------
 
@@ -240,7 +266,6 @@ class SandboxedExecute(NotesTimeouts, Execute):
     def _run_cells(self, nb: NotebookNode, record: RunRecord, cell_timeout: int | None,
                    left_out: list[int]) -> tuple[RunEnd, bool]:
         """Run the code cells in order: where the run stopped short, and whether the kernel died."""
-        deadline = monotonic() + self.notebook_timeout
         broke_at, skipping = None, False
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or not cell.source.strip() or index in left_out:
@@ -252,7 +277,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
                                                                  text=NOT_RUN_NOTE)]
                 skipping = True
                 continue
-            ended = self._run_cell(cell, index, deadline, cell_timeout, record)
+            ended = self._run_cell(cell, index, cell_timeout, record)
             if ended is CellRun.LIMIT_HIT:
                 return RunEnd(broke_at=index, limit_at=index), False
             if ended is CellRun.KERNEL_DIED:
@@ -261,20 +286,23 @@ class SandboxedExecute(NotesTimeouts, Execute):
                 broke_at = index
         return RunEnd(broke_at=broke_at), False
 
-    def _run_cell(self, cell: NotebookNode, index: int, deadline: float, cell_timeout: int | None,
-                  record: RunRecord) -> CellRun:
-        """Run one cell within what is left of the notebook's time; record what went wrong in it."""
-        remaining = deadline - monotonic()
+    def _run_cell(self, cell: NotebookNode, index: int, cell_timeout: int | None, record: RunRecord) -> CellRun:
+        """Run one cell within its time limit and what is left of the budget; record what went wrong in it."""
+        remaining = self._budget.left_for_cells()
         if remaining < 1:
-            message = f"Not run: the notebook used up its {self.notebook_timeout} s time limit."
-            cell.outputs = [error_output("NotebookTimeLimit", message)]
+            self._budget.ran_out = True
+            message = f"Not run: {self._budget.spent(self.nb)}."
+            cell.outputs = [error_output(BUDGET_NAME, message)]
             record.note(index, message)
             return CellRun.FINISHED
         self.timeout = max(1, int(min(cell_timeout or remaining, remaining)))
+        self._cut_by_budget = cell_timeout is None or remaining < cell_timeout
         self.timed_out = False
+        started = monotonic()
         try:
             self.execute_cell(cell, index, store_history=True)
         except KERNEL_GONE:
+            self._budget.ran(index, monotonic() - started, stopped=False)
             if self._left_out_for_limit(cell, index, record):
                 return CellRun.LIMIT_HIT
             reason = _exit_reason(kernel_exit_code(self.km), self.limits)
@@ -282,6 +310,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
             cell.outputs.append(error_output("DeadKernelError", message))
             record.problems[index] = message
             return CellRun.KERNEL_DIED
+        self._budget.ran(index, monotonic() - started, stopped=self.timed_out)
         if self._left_out_for_limit(cell, index, record):
             return CellRun.LIMIT_HIT
         problem = self._cell_problem(cell)
@@ -308,6 +337,10 @@ class SandboxedExecute(NotesTimeouts, Execute):
         if self.timed_out:
             # The interrupt shows up as a KeyboardInterrupt; say what really happened.
             message = f"This cell did not finish within {self.timeout} s and was interrupted."
+            if self._cut_by_budget:
+                self._budget.ran_out = True
+                message = (f"This cell was stopped after {self.timeout} s: the grading's time budget of "
+                           f"{self.grading_budget} s for your whole notebook ran out.")
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
             cell.outputs.append(error_output(TIMEOUT_NAME, message))
             return message
@@ -320,9 +353,13 @@ class SandboxedExecute(NotesTimeouts, Execute):
 
     def _collect_evidence(self, nb: NotebookNode, record: RunRecord) -> None:
         """Run the probe after the notebook's last cell and keep the evidence it sends, or why none came."""
+        if self._budget.left() < 1:
+            self._budget.ran_out = True
+            record.reason = f"there was no time left to test your functions: {self._budget.spent(nb)}"
+            return
         request = probe_request(self.seconds_per_call)
         cell = new_code_cell(probe_cell_source(request))
-        self.timeout = self.probe_timeout
+        self.timeout = max(1, int(min(self.probe_timeout, self._budget.left())))
         self.timed_out = False
         # nbclient stores the executed cell back into the notebook by index, so
         # the probe cell sits at the end while it runs.
@@ -340,6 +377,9 @@ class SandboxedExecute(NotesTimeouts, Execute):
             reason = f"{limit} while your functions were tested"
         elif died:
             reason = f"{died} while your functions were tested"
+        elif self.timed_out and self._budget.left() < 1:
+            self._budget.ran_out = True
+            reason = f"testing your functions was stopped after {self.timeout} s: {self._budget.spent(nb)}"
         elif self.timed_out:
             reason = f"testing your functions took longer than {self.probe_timeout} s"
         else:

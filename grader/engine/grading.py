@@ -129,7 +129,7 @@ def grade_submission(setup: CourseSetup, student: str) -> GradingResult:
         student=student, assignment=setup.assignment, ok=failure is None,
         cells=_cells(setup, student, verdicts) if failure is None else (),
         timings=dict(record.timings) if record else {}, seconds=seconds, failure=failure,
-        warnings=tuple(warnings.lines),
+        warnings=tuple(warnings.lines), out_of_time=record.out_of_time if record else None,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nbgrader.converters.base import NbGraderException
 
-from grader.engine.sandbox import SandboxUnavailable
+from grader.engine.sandbox import SandboxUnavailable, sweep_leftovers
 
 HEADLINE = "Grading cannot start on this machine; no submission was graded and no grade or file was changed."
 
@@ -29,10 +29,14 @@ def machine_problem(parent: Any = None) -> str | None:
     """Why this machine cannot grade with the settings of ``parent`` (an nbgrader converter or app), or None."""
     from grader.engine.execute import SandboxedExecute
 
+    execute = SandboxedExecute(parent=parent)
     try:
-        SandboxedExecute(parent=parent).check_machine()
+        execute.check_machine()
     except SandboxUnavailable as err:
         return f"{HEADLINE}\n{err}"
+    if execute.sandbox:
+        # A grading service starting again after it was killed: its gradings' leftovers go now.
+        sweep_leftovers(execute.whole_submission_limits)
     return None
 
 

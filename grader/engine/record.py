@@ -28,6 +28,8 @@ class RunRecord:
     reason: str | None = None
     # Seconds per phase: "sandbox start", "run", "evidence", "checks".
     timings: dict[str, float] = field(default_factory=dict)
+    # Set when the grading's time budget ran out before every cell had run: which cells used it.
+    out_of_time: str | None = None
 
     def note(self, index: int, message: str) -> None:
         """Record the first problem of cell ``index`` (a later one of the same cell is a consequence)."""
@@ -96,6 +98,8 @@ class GradingResult:
     seconds: float = 0.0
     failure: str | None = None
     warnings: tuple[str, ...] = ()
+    # The grading's time budget ran out: which cells used it (the grading still counts, scored as it ran).
+    out_of_time: str | None = None
 
     @property
     def score(self) -> float:

@@ -2,12 +2,17 @@
 
 The kernel sees only what it needs to run the notebook: the system's programs
 and libraries, the Python installation, a private in-memory copy of the
-student's folder (its only writable place besides a small /tmp and home), and
-the course's data read-only.  It has no network, so it talks to the grader
-through Unix sockets (ZeroMQ's ``ipc`` transport) in a folder shared with the
-host.  ``prlimit`` (util-linux) caps each process's CPU time, address space,
-file size and open files; the kernel's control group (``cgroups``) caps all
-of the submission's processes together.
+student's folder, and the course's data read-only.  Everything it may write
+is an in-memory folder of a fixed size: the copy of the folder with its home
+(``Limits.scratch_bytes``), ``/tmp`` (``tmp_bytes``), ``/dev/shm``
+(``shm_bytes``) and the folder of its sockets (``ipc_bytes``); the rest of
+its file system is read-only, and nothing it writes reaches the machine's
+disk.  It has no network, so it talks to the grader through Unix sockets
+(ZeroMQ's ``ipc`` transport) in that socket folder, which the grader reaches
+through the sandbox's root as ``/proc/<pid>/root`` shows it; the connection
+file is handed in read-only.  ``prlimit`` (util-linux) caps each process's CPU
+time, address space, file size and open files; the kernel's control group
+(``cgroups``) caps all of the submission's processes together.
 
 The course folder, with the reference solutions, the hidden checks, the
 gradebook and every other submission, is not mounted at all.
@@ -16,31 +21,40 @@ gradebook and every other submission, is not mounted at all.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Instance
 
-from grader.engine.cgroups import CgroupsUnavailable, GroupLimits, KernelGroup, open_group
-from grader.engine.private_api.jupyter_client_api import LaunchLogsTo
+from grader.engine import leftovers
+from grader.engine.cgroups import CgroupsUnavailable, GroupLimits, KernelGroup, open_group, sweep_groups
+from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
 
 # What the kernel finds inside the sandbox.  Its folder and home share one
 # in-memory scratch space of Limits.scratch_bytes; the student's files are
-# copied into it from a read-only view of the grader's copy, so nothing the
-# kernel writes reaches the machine's disk.
+# copied into it from a read-only view of the grader's copy.
 SCRATCH = "/sandbox/scratch"
 WORK = f"{SCRATCH}/work"
 HOME = f"{SCRATCH}/home"
 SUBMITTED = "/sandbox/submitted"
 DATA = "/sandbox/data"
+# The kernel's sockets, in a tiny in-memory folder of the sandbox's own, and its connection file (read-only).
+IPC = "/sandbox/ipc"
+CONNECTION_FILE = "/sandbox/connection.json"
+# How long bubblewrap may take to report the sandbox's first process.
+START_SECONDS = 60
 _COPY_IN = f'cp -R -P --preserve=mode,timestamps {SUBMITTED}/. {WORK}/ && exec "$@"'
 
 # Files from /etc that Python, TensorFlow and matplotlib read; /etc as a whole
@@ -57,13 +71,21 @@ class Limits:
     file_bytes: int = 512 * 2**20
     open_files: int = 4096
     tmp_bytes: int = 1 * 2**30
+    # POSIX shared memory and semaphores (multiprocessing), and the sockets: small, but writable.
+    shm_bytes: int = 64 * 2**20
+    ipc_bytes: int = 1 * 2**20
     # All the submission's processes together.  TensorFlow alone holds about 1 GiB,
-    # and both in-memory scratch spaces (the folder, /tmp) full hold 2 GiB more.
+    # and the in-memory scratch spaces (the folder, /tmp, ...) full hold 2 GiB more.
     processes: int = 1024
     submission_memory_bytes: int = 4 * 2**30
     cpus: float = 1.0
     submission_cpu_seconds: int = 300
     scratch_bytes: int = 1 * 2**30
+
+    @property
+    def writable_bytes(self) -> int:
+        """All the kernel may write, in every writable place of its sandbox together."""
+        return self.scratch_bytes + self.tmp_bytes + self.shm_bytes + self.ipc_bytes
 
     def group_limits(self) -> GroupLimits:
         return GroupLimits(processes=self.processes, memory_bytes=self.submission_memory_bytes, cpus=self.cpus)
@@ -99,8 +121,7 @@ def check_available() -> None:
                                  "lacks them.", fix_for(None))
     with tempfile.TemporaryDirectory(prefix="unet-sandbox-check-") as scratch:
         (Path(scratch) / "work").mkdir()
-        (Path(scratch) / "ipc").mkdir()
-        command = bwrap_command(Path(scratch) / "work", Path(scratch) / "ipc", None, Limits())
+        command = bwrap_command(Path(scratch) / "work", None, None, Limits())
         probe = subprocess.run([*command, sys.executable, "-c", "import ipykernel, zmq"],
                                capture_output=True, text=True, check=False, timeout=120)
     if probe.returncode != 0:
@@ -145,12 +166,14 @@ def _system_mounts() -> list[str]:
     return args
 
 
-def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: Limits) -> list[str]:
+def bwrap_command(workdir: Path, connection_file: Path | None, data_dir: Path | None, limits: Limits,
+                  info_fd: int | None = None) -> list[str]:
     """The command prefix that starts a program inside the sandbox.
 
     ``workdir`` is copied into the writable ``WORK`` before the program
-    starts; ``ipc_dir`` is shared at its own path because the connection file
-    names the sockets there.
+    starts; ``connection_file`` is shown read-only at ``CONNECTION_FILE``.
+    With ``info_fd``, bubblewrap writes the sandbox's first process id there
+    (JSON, ``child-pid``).
     """
     args = [
         *limits.prlimit(),
@@ -160,11 +183,24 @@ def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: L
         # The empty /tmp comes before the binds: the Python installation may
         # itself live under /tmp (a CI clone), and a later mount would hide it.
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+        "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
         "--size", str(limits.scratch_bytes), "--tmpfs", SCRATCH,
         "--dir", WORK, "--dir", HOME,
+        "--size", str(limits.ipc_bytes), "--tmpfs", IPC,
         *_system_mounts(),
         "--ro-bind", str(workdir), SUBMITTED,
-        "--bind", str(ipc_dir), str(ipc_dir),
+    ]
+    if connection_file is not None:
+        args += ["--ro-bind", str(connection_file), CONNECTION_FILE]
+    if data_dir is not None:
+        args += ["--ro-bind", str(data_dir), DATA, "--setenv", "CARLA_DATA_DIR", DATA]
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
+    return args + [
+        # The sandbox's root and /dev are in-memory folders of no fixed size: read-only
+        # once everything is mounted, so the sized ones above are all the kernel can fill.
+        "--remount-ro", "/dev",
+        "--remount-ro", "/",
         "--unshare-all",
         "--die-with-parent",
         "--cap-drop", "ALL",
@@ -180,19 +216,42 @@ def bwrap_command(workdir: Path, ipc_dir: Path, data_dir: Path | None, limits: L
         "--setenv", "PYTHONSAFEPATH", "1",
         "--setenv", "NBGRADER_EXECUTION", os.environ.get("NBGRADER_EXECUTION", "autograde"),
         "--chdir", WORK,
+        "--", "/bin/sh", "-c", _COPY_IN, "copy-in",
     ]
-    if data_dir is not None:
-        args += ["--ro-bind", str(data_dir), DATA, "--setenv", "CARLA_DATA_DIR", DATA]
-    return args + ["--", "/bin/sh", "-c", _COPY_IN, "copy-in"]
 
 
-class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
+def sweep_leftovers(with_groups: bool) -> None:
+    """Remove what gradings killed half-way left on this machine: scratch folders, and kernel groups."""
+    leftovers.sweep_scratch()
+    if with_groups:
+        try:
+            sweep_groups()
+        except (CgroupsUnavailable, OSError):
+            pass  # no groups here: opening one says why, with the fix
+
+
+def sandbox_pid(info: int, timeout: float = START_SECONDS) -> int | None:
+    """The sandbox's first process, as bubblewrap reports it on the pipe ``info``; None if it never does."""
+    text, deadline = b"", time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0 and select.select([info], [], [], left)[0]:
+        chunk = os.read(info, 4096)
+        text += chunk
+        try:
+            return int(json.loads(text)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            if not chunk:
+                return None  # bubblewrap ended before it made the sandbox
+    return None
+
+
+class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
     """A kernel manager whose kernel runs under ``bwrap_command``.
 
-    It owns a scratch folder: the copy of the student's folder that the kernel
-    may change, and the sockets.  ``cleanup_scratch`` removes it.  The
-    kernel's own output (ipykernel's banner, crash messages) goes to
-    ``kernel_log``, not into nbgrader's log.
+    It owns a scratch folder, locked while it lives (``leftovers``): the
+    grader's copy of the student's folder and the connection file.
+    ``cleanup_scratch`` removes it.  The kernel's own output (ipykernel's
+    banner, crash messages) is kept in memory, its end only
+    (``kernel_output``), not written anywhere.
     """
 
     scratch = Instance(Path, allow_none=True)
@@ -201,10 +260,16 @@ class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
     # The kernel's control group and what it hit; None when grading runs without whole-submission limits.
     group = Instance(KernelGroup, allow_none=True)
     watch = Instance(LimitWatch, allow_none=True)
+    _lock: int | None = None
+    _info: tuple[int, int] | None = None
 
     def prepare(self, notebook_dir: Path, whole_submission_limits: bool = True) -> None:
-        """Copy ``notebook_dir`` into a fresh scratch folder, put the sockets there, and make the control group."""
-        self.scratch = Path(tempfile.mkdtemp(prefix="unet-sandbox-"))
+        """Copy ``notebook_dir`` into a fresh scratch folder, write the connection there, make the control group.
+
+        What killed gradings left behind goes first.
+        """
+        sweep_leftovers(whole_submission_limits)
+        self.scratch, self._lock = leftovers.new_scratch()
         # Links are copied as links: inside the sandbox they point nowhere.
         shutil.copytree(notebook_dir, self.scratch / "work", symlinks=True)
         if whole_submission_limits:
@@ -214,29 +279,52 @@ class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
                 self.cleanup_scratch()
                 raise
             self.watch = LimitWatch(self.group, self.limits, WORK)
-        (self.scratch / "ipc").mkdir()
+        # The connection file names the sockets as the kernel sees them; once the
+        # sandbox runs, the grader's own side goes through /proc (``kernel_launched``).
         self.transport = "ipc"
-        self.ip = str(self.scratch / "ipc" / "kernel")
-        self.connection_file = str(self.scratch / "ipc" / "connection.json")
+        self.ip = f"{IPC}/kernel"
+        self.connection_file = str(self.scratch / "connection.json")
         # A signal to the process group cannot reach into the sandbox's own
         # session reliably; ipykernel interrupts itself on an interrupt_request.
         assert self.kernel_spec is not None, f"no kernel spec named {self.kernel_name!r}"
         self.kernel_spec.interrupt_mode = "message"
 
-    @property
-    def kernel_log(self) -> Path:
-        """Where the kernel process's own stdout and stderr go (not the notebook's output)."""
-        assert self.scratch is not None
-        return self.scratch / "kernel.log"
-
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         assert self.scratch is not None, "call prepare() before starting the kernel"
-        command = super().format_kernel_cmd(extra_arguments) + [
-            # Once started, the kernel imports from the notebook's folder as usual (see PYTHONSAFEPATH).
-            "--IPKernelApp.exec_lines=__import__('sys').path.insert(0, '')",
-        ]
+        host_file = os.path.realpath(self.connection_file)
+        command = [CONNECTION_FILE if arg == host_file else arg for arg in super().format_kernel_cmd(extra_arguments)]
+        # Once started, the kernel imports from the notebook's folder as usual (see PYTHONSAFEPATH).
+        command.append("--IPKernelApp.exec_lines=__import__('sys').path.insert(0, '')")
+        self._close_info()
+        self._info = os.pipe()
         enter = self.group.enter_prefix() if self.group is not None else []
-        return enter + bwrap_command(self.scratch / "work", self.scratch / "ipc", self.carla_dir, self.limits) + command
+        return enter + bwrap_command(self.scratch / "work", Path(host_file), self.carla_dir, self.limits,
+                                     info_fd=self._info[1]) + command
+
+    def popen_options(self) -> dict[str, Any]:
+        assert self._info is not None, "format_kernel_cmd() makes the pipe bubblewrap reports on"
+        return {"pass_fds": (self._info[1],)}
+
+    def kernel_launched(self) -> None:
+        """Point this side's sockets at the kernel's, inside the sandbox that bubblewrap reports."""
+        assert self._info is not None
+        os.close(self._info[1])
+        self._info = (self._info[0], -1)
+        try:
+            pid = sandbox_pid(self._info[0])
+        finally:
+            self._close_info()
+        if pid is None:
+            said = self.kernel_output(wait=5).strip()[-500:]
+            raise RuntimeError(f"the sandbox did not start: {said or 'no message'}")
+        # The sockets inside the sandbox as this process reaches them (short: a socket's path has at most 107 bytes).
+        self.ip = f"/proc/{pid}/root{IPC}/kernel"
+
+    def _close_info(self) -> None:
+        for fd in self._info or ():
+            if fd >= 0:
+                os.close(fd)
+        self._info = None
 
     def limit_hit(self) -> str | None:
         """The whole-submission limit the kernel's processes reached since the last call, in words, or None."""
@@ -244,6 +332,7 @@ class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
 
     def cleanup_scratch(self) -> None:
         """Kill whatever the kernel left running, remove its control group and its scratch folder."""
+        self._close_info()
         if self.watch is not None:
             self.watch.stop()
         if self.group is not None:
@@ -252,3 +341,5 @@ class SandboxedKernelManager(LaunchLogsTo, AsyncKernelManager):
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
+        leftovers.release(self._lock)
+        self._lock = None

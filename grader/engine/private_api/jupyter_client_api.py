@@ -2,27 +2,63 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import subprocess
+import threading
 from typing import Any
 
 CHECKED_WITH = {"jupyter_client": "8.10.0", "ipykernel": "7.4.0"}
 
+# The end of the kernel process's own output that is kept: enough for a crash's last message.
+KEPT_OUTPUT_BYTES = 64 * 1024
 
-class LaunchLogsTo:
-    """A mixin for an ``AsyncKernelManager``: the kernel process writes its stdout and stderr to ``kernel_log``.
+
+class KeepsKernelOutput:
+    """A mixin for an ``AsyncKernelManager``: the kernel process's stdout and stderr are read, and their end kept.
+
+    Code in the kernel can write to them without limit (``os.write(1, ...)``),
+    so they go to no file; ``kernel_output()`` is the last
+    ``KEPT_OUTPUT_BYTES`` of them.  A subclass may add ``subprocess.Popen``
+    options (``popen_options``) and act once the process runs, before any
+    client connects (``kernel_launched``).
 
     ``_async_launch_kernel`` is where jupyter_client starts the process; the
-    keyword arguments it passes on reach ``subprocess.Popen``.
+    keyword arguments it passes on reach ``subprocess.Popen``, and
+    ``provisioner.process`` is that ``Popen``; ``_async_post_start_kernel``,
+    which connects the first socket, comes after it.
     """
 
-    @property
-    def kernel_log(self) -> Path:
-        raise NotImplementedError
+    _output: bytearray | None = None
+    _reader: threading.Thread | None = None
+
+    def popen_options(self) -> dict[str, Any]:
+        return {}
+
+    def kernel_launched(self) -> None:
+        """Called once the kernel's process has started; may raise to say it cannot be used."""
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        with open(self.kernel_log, "ab") as log:
-            kw.update(stdout=log, stderr=log)
-            await super()._async_launch_kernel(kernel_cmd, **kw)  # type: ignore[misc]
+        kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **self.popen_options())
+        await super()._async_launch_kernel(kernel_cmd, **kw)  # type: ignore[misc]
+        self._output = bytearray()
+        stream = self.provisioner.process.stdout  # type: ignore[attr-defined]
+        self._reader = threading.Thread(target=self._keep_end_of, args=(stream, self._output),
+                                        name="unet-kernel-output", daemon=True)
+        self._reader.start()
+        self.kernel_launched()
+
+    @staticmethod
+    def _keep_end_of(stream: Any, kept: bytearray) -> None:
+        with stream:
+            while chunk := stream.read1(KEPT_OUTPUT_BYTES):
+                kept += chunk
+                del kept[:-KEPT_OUTPUT_BYTES]
+
+    def kernel_output(self, wait: float = 0.0) -> str:
+        """The end of what the kernel process wrote to its stdout and stderr, after waiting up to ``wait``
+        seconds for it to end (a process that failed at once has said all it will)."""
+        if wait and self._reader is not None:
+            self._reader.join(wait)
+        return bytes(self._output or b"").decode(errors="replace")
 
 
 def kernel_exit_code(km: Any) -> int | None:
