@@ -154,7 +154,10 @@ def test_a_grading_that_used_its_whole_time_budget_counts_against_the_cap(queue,
     row = queue.claim("w", 30)
     outcome = pipeline.grade(CourseSetup("/nowhere", "sqlite://", "hw"), row, "feedback")
     assert (outcome.state, outcome.score, outcome.max_score) == (GRADED, 30.0, 100.0)
-    finish(queue, row, state=outcome.state, score=outcome.score, max_score=outcome.max_score)
+    finish(queue, row, state=outcome.state, score=outcome.score, max_score=outcome.max_score, reason=outcome.reason)
+    # Her page says which cell used the time.
+    [shown] = [views.for_student(r, Policy(True, "feedback"), None) for r in queue.of_student("ann")]
+    assert shown["score"] == 30.0 and "most of it by cell 26" in shown["reason"]
     clock.now += 60
     queue.add(folder("ann", "t2"), "ann", "hw", "t2", per_hour=1)
     assert queue.all((QUEUED,))[0].not_before == row.started_at + 3600

@@ -161,4 +161,7 @@ def grade(setup: CourseSetup, row: Submission, show: str, still_mine: Callable[[
         still_mine()
         release_feedback(setup, row.student)
     phases["feedback"] = time.perf_counter() - started
-    return Outcome(GRADED, score=result.score, max_score=result.max_score, phases=phases, released=released)
+    # A grading that ran out of its time budget is graded with the cells that ran; the student is told which
+    # cells used the time (the feedback says it too, cell by cell).
+    return Outcome(GRADED, score=result.score, max_score=result.max_score, phases=phases, released=released,
+                   reason=result.out_of_time)
