@@ -136,8 +136,11 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
             self.fail("No course id specified. Re-run with --course flag.")
         self.course_path = os.path.join(self.root, self.coursedir.course_id)
         self.inbound_path = os.path.join(self.course_path, "inbound")
+        # nbgrader's own sentences (students who try collecting read the second).
+        if not os.path.isdir(self.inbound_path):
+            self.fail(f"Course not found: {self.inbound_path}")
         if not check_directory(self.inbound_path, read=True, execute=True):
-            self.fail(f"The exchange's inbound folder {self.inbound_path} is missing or unreadable.")
+            self.fail(f"You don't have read permissions for the directory: {self.inbound_path}")
         self.duedate = self._due_date()
         self.refused: dict[str, str] = {}
         self.left_out: dict[str, list[str]] = {}
