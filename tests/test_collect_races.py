@@ -260,3 +260,11 @@ def test_a_pipe_link_or_other_accounts_file_in_place_is_refused_with_the_part_na
 def _ids(account: str) -> tuple[int, int]:
     entry = pwd.getpwnam(account)
     return entry.pw_uid, entry.pw_gid
+
+
+def test_a_folder_of_another_account_in_her_name_is_refused_with_both_names(exchange):
+    folder = exchange.submit()
+    os.chown(folder, 0, 0)  # as if another account had made it and named it after her
+    collector, collected = exchange.collect(folder.name)
+    assert collector.refused[folder.name] == f"it claims to be {exchange.student}'s submission but belongs to root"
+    assert not collected.exists()

@@ -217,7 +217,7 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
         staged = staging_name(os.path.join(self.coursedir.root, self.coursedir.submitted_directory, STAGING),
                               student)
         try:
-            report = copy_submission(self.inbound_path, name, staged, Expected(uid, submitted_at),
+            report = copy_submission(self.inbound_path, name, staged, Expected(uid, submitted_at, account=student),
                                      CopyRules.of(self.coursedir))
             written = read_timestamp(staged)
             if written != name.rsplit("+", 3)[2]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import pwd
 import secrets
 import shutil
 import stat
@@ -72,6 +73,17 @@ class Expected:
     uid: int
     submitted_at: float
     settle: float = SETTLE_SECONDS
+    account: str = ""
+
+    def owner_problem(self, uid: int, shown: str) -> str:
+        """What to say of a part ``shown`` (empty: the folder itself) that belongs to the account ``uid``."""
+        try:
+            owner = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            owner = f"the unknown account {uid}"
+        if not shown:
+            return f"it claims to be {self.account or 'another account'}'s submission but belongs to {owner}"
+        return f"{shown} belongs to {owner}"
 
 
 def _megabytes(count: int) -> str:
@@ -84,12 +96,16 @@ class _Walk:
     def __init__(self, expected: Expected, rules: CopyRules):
         self.expected, self.rules, self.report = expected, rules, CopyReport()
 
-    def check(self, info: os.stat_result, shown: str) -> None:
-        """Refuse an opened object that is not the student's own plain file or folder, untouched since submitting."""
+    def check(self, info: os.stat_result, part: str) -> None:
+        """Refuse an opened object that is not the student's own plain file or folder, untouched since submitting.
+
+        ``part`` is its path in the submission; empty for the submission's folder itself.
+        """
+        shown = part or "the submission's folder"
+        if info.st_uid != self.expected.uid:
+            raise Refused(self.expected.owner_problem(info.st_uid, part))
         if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
             raise Refused(f"{shown} is a named pipe, a socket or a device, not a file")
-        if info.st_uid != self.expected.uid:
-            raise Refused(f"{shown} belongs to another account")
         if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
             raise Refused(f"{shown} is a hard link to a file elsewhere")
         if info.st_ctime > self.expected.submitted_at + self.expected.settle:
@@ -110,7 +126,7 @@ class _Walk:
     def folder(self, source: int, target: int, shown: str, depth: int) -> None:
         """Copy the open folder ``source`` into the open (staging) folder ``target``."""
         before = os.fstat(source)
-        self.check(before, shown or "the submission's folder")
+        self.check(before, shown)
         if depth > self.rules.max_depth:
             raise Refused(f"{shown} lies more than {self.rules.max_depth} folders deep")
         with os.scandir(source) as entries:
