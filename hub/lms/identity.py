@@ -101,6 +101,12 @@ class Identities:
         raise RuntimeError(f"every account name for {person.issuer} {person.sub} is taken "
                            f"({', '.join(candidates(person.issuer, person.sub, self.prefix))})")
 
+    def find(self, issuer: str, sub: str) -> str | None:
+        """The account of an LMS person already known, or None."""
+        with self.engine.begin() as db:
+            return db.execute(select(people.c.account).where(people.c.issuer == issuer,
+                                                             people.c.sub == sub)).scalar()
+
     def person_of(self, account: str) -> tuple[str, str] | None:
         """(issuer, sub) of ``account``, or None when it is no LMS person's."""
         with self.engine.begin() as db:

@@ -140,6 +140,10 @@ class LocalPlatform:
         self.token_requests: list[list[str]] = []
         self.score_posts: list[dict[str, Any]] = []
         self.lineitem_creations = 0
+        # Seconds each score post takes before the LMS records it (a slow LMS; a tool killed meanwhile).
+        self.score_delay = 0.0
+        self.score_arrivals = 0
+        self.issued_tokens: list[str] = []
         self._jtis: set[str] = set()
         self.tool: dict[str, Any] = {}
         self._loop: tornado.ioloop.IOLoop | None = None
@@ -470,6 +474,7 @@ class _Token(_Service):
             return self.fail(400, f"invalid_client: {type(error).__name__}: {error}")
         with platform.lock:
             platform.token_requests.append(sorted(form.get("scope", "").split()))
+            platform.issued_tokens.append(token["access_token"])
         self.finish(dict(token))
 
 
@@ -516,6 +521,10 @@ class _Scores(_Service):
             return
         if item_id not in course.lineitems:
             return self.fail(404, "no such line item")
+        with self.platform.lock:
+            self.platform.score_arrivals += 1
+        if self.platform.score_delay:
+            time.sleep(self.platform.score_delay)
         score = json.loads(self.request.body or b"{}")
         missing = [k for k in ("userId", "timestamp", "activityProgress", "gradingProgress") if k not in score]
         if missing:
