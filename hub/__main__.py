@@ -58,12 +58,14 @@ def main(argv: list[str]) -> int:
                 print(f"error: the hub of {layout.state} is running (pid {pid_file.read_text().strip()}); "
                       "stop it first (Ctrl-C where it runs)", file=sys.stderr)
                 return 1
-            for name in [layout.grader, *layout.login_accounts]:
+            # With LTI on, the people the LMS sent carry the same tag.
+            for name in dict.fromkeys([layout.grader, *layout.login_accounts,
+                                       *accounts.tagged_users(layout.account_tag)]):
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
             cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)
             shutil.rmtree(layout.state / "course", ignore_errors=True)
-            for part in ("exchange", "data", "lib", "config", "jupyterhub", "hub.json"):
+            for part in ("exchange", "data", "lib", "config", "jupyterhub", "lms", "hub.json"):
                 target = layout.state / part
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
             print(f"removed the hub's state in {layout.state} (the environment {layout.env} is kept)")

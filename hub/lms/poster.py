@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from hub.layout import COURSE_ID
 from hub.lms.client import LmsClient, Refused, Retry
 from hub.lms.identity import Identities
 from hub.lms.line_items import LineItems
@@ -29,9 +28,11 @@ log = logging.getLogger("unet_hub.lms")
 class Poster:
     """Posts scores for the platforms ``clients`` (issuer -> client)."""
 
-    def __init__(self, engine: Engine, outbox: Outbox, clients: dict[str, LmsClient], lease: float = 60.0):
+    def __init__(self, engine: Engine, outbox: Outbox, clients: dict[str, LmsClient], lease: float = 60.0,
+                 tag: str = "unet-segmentation"):
         self.engine, self.outbox, self.clients, self.lease = engine, outbox, clients, lease
-        self.line_items = LineItems(engine, tag=COURSE_ID)
+        # The line items' tag: the hub course's id, so that an instructor sees whose columns they are.
+        self.line_items = LineItems(engine, tag=tag)
         self.identities = Identities(engine, prefix="", tag="")
 
     def _context(self, issuer: str, context_id: str) -> Any:
@@ -71,6 +72,9 @@ class Poster:
         except Refused as error:
             log.error("score %s for %s refused: %s", row.id, row.account, error)
             self.outbox.refused(row, worker, str(error))
+        except Exception as error:  # a fault here (a CA bundle it cannot read...): shown, and tried again
+            log.exception("posting score %s for %s failed", row.id, row.account)
+            self.outbox.retry(row, worker, f"{type(error).__name__}: {error}")
         else:
             self.outbox.posted(row, worker)
         return True

@@ -57,6 +57,7 @@ class LmsSettings:
     prefix: str = ""
     tag: str = ""
     instructors_group: str = ""
+    course_id: str = "unet-segmentation"
     posters: int = 2
     poll: float = 2.0
     settle: float = 2.0
@@ -72,7 +73,8 @@ class LmsSettings:
         env = os.environ.get
         return cls(course_root=course, gradebook_url=env("UNET_GRADING_GRADEBOOK") or gradebook_url(course),
                    prefix=env("UNET_LMS_PREFIX", ""), tag=env("UNET_LMS_TAG", ""),
-                   instructors_group=env("UNET_LMS_INSTRUCTORS_GROUP", ""), posters=int(env("UNET_LMS_POSTERS", "2")),
+                   instructors_group=env("UNET_LMS_INSTRUCTORS_GROUP", ""),
+                   course_id=env("UNET_LMS_COURSE_ID", "unet-segmentation"), posters=int(env("UNET_LMS_POSTERS", "2")),
                    poll=float(env("UNET_LMS_POLL", "2")), settle=float(env("UNET_LMS_SETTLE", "2")),
                    lease=float(env("UNET_LMS_LEASE", "60")), max_backoff=float(env("UNET_LMS_MAX_BACKOFF", "300")),
                    sync_minutes=float(env("UNET_LMS_SYNC_MINUTES", "60")))
@@ -90,7 +92,7 @@ class LmsService:
         self.outbox = Outbox(self.engine, max_backoff=settings.max_backoff)
         self.reconciler = Reconciler(self.engine, self.outbox, settings.gradebook_url,
                                      settings.course_root / FILE_NAME, settle=settings.settle)
-        self.poster = Poster(self.engine, self.outbox, self.clients, lease=settings.lease)
+        self.poster = Poster(self.engine, self.outbox, self.clients, lease=settings.lease, tag=settings.course_id)
         self.roster = RosterSync(self.engine, self.clients, settings.gradebook_url, settings.prefix, settings.tag)
         self.stopping, self.sync_requested = threading.Event(), threading.Event()
         self.last_sync: list[SyncResult] = []

@@ -573,3 +573,53 @@ def new_person(given: str, family: str, role: str = "Learner") -> Person:
     """A person with a sub the LMS made (opaque, as real ones are)."""
     return Person(sub=uuid.uuid4().hex, given_name=given, family_name=family,
                   email=f"{given.lower()}.{family.lower()}@example.edu", role=role)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The try-out: a local LMS with a course of three students and an instructor, registered with the hub."""
+    import argparse
+    import os
+    from pathlib import Path
+
+    from hub.lms.registrations import Platform, save_platforms
+    from hub.lms.testing.tls import make_localhost_certificate
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--state", type=Path, default=Path(os.environ.get("UNET_HUB_STATE", "/srv/unet-hub")))
+    parser.add_argument("--hub", default="https://127.0.0.1:8000", help="the hub's https URL")
+    parser.add_argument("--port", type=int, default=8443)
+    args = parser.parse_args(argv)
+    lms_dir = args.state / "lms"
+    # Beside lms/ (root only), not in it: the LMS service, as the grader account, must read the CA.
+    tls = make_localhost_certificate(args.state / "try-out-tls")
+    os.chmod(tls.ca.parent, 0o755)
+    platform = LocalPlatform(tls, port=args.port).start()
+    hub = args.hub.rstrip("/")
+    platform.register_tool(f"{hub}/hub/lti13/oauth_login", f"{hub}/hub/lti13/oauth_callback", f"{hub}/hub",
+                           jwks_url=f"{hub}/hub/lti13/jwks")
+    platform.add_course("demo", "Computer vision (demo)")
+    platform.add_link("demo", "unet", "U-Net segmentation")
+    people = [new_person("Tess", "Teacher", role="Instructor"), new_person("Ann", "Archer"),
+              new_person("Ben", "Baker"), new_person("Cy", "Cooper")]
+    for person in people:
+        platform.enrol("demo", person)
+    registration = platform.tool_registration()
+    save_platforms(lms_dir / "platforms.json", [Platform(**{**registration, "deployment_ids": (
+        platform.deployment_id,)})])
+    print(f"The local LMS: {platform.issuer}/ (registered in {lms_dir / 'platforms.json'})")
+    for person in people:
+        print(f"  {person.role:11} {person.name:12} {platform.issuer}/course/demo?user={person.sub}")
+    print(f"Start the hub in another terminal:\n  UNET_HUB_LMS=1 UNET_HUB_TLS_CERT={tls.cert} "
+          f"UNET_HUB_TLS_KEY={tls.key} make hub\nThe browser will warn about the test certificate "
+          f"({tls.ca}); Ctrl-C stops the LMS.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        platform.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -60,6 +60,8 @@ def make_localhost_certificate(folder: Path, days: int = 7) -> TlsFiles:
             .sign(ca_key, hashes.SHA256()))
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    for public in (files.ca, files.cert):
+        os.chmod(public, 0o644)  # every account's clients may need to trust it
     fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
