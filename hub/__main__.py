@@ -63,9 +63,10 @@ def main(argv: list[str]) -> int:
                                        *accounts.tagged_users(layout.account_tag)]):
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
+            shutil.rmtree(layout.lms_dir, ignore_errors=True)  # the tool's key, the LMS registrations (hub/lms)
             cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)
             shutil.rmtree(layout.state / "course", ignore_errors=True)
-            for part in ("exchange", "data", "lib", "config", "jupyterhub", "lms", "hub.json"):
+            for part in ("exchange", "data", "lib", "config", "jupyterhub", "hub.json"):
                 target = layout.state / part
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
             print(f"removed the hub's state in {layout.state} (the environment {layout.env} is kept)")

@@ -274,6 +274,12 @@ def test_a_refusal_ends_with_the_lms_reason(course, platform):
     [failed] = course.outbox.rows((FAILED,))
     assert failed.account == bob and "422" in failed.last_error and "not an active member" in failed.last_error
     assert course.lms_scores() == {"Ada": 100}
+    course.drain()  # the same score is not tried again by itself
+    assert len(course.outbox.rows((FAILED,))) == 1
+    platform.courses[course.id].people[sub].status = "Active"  # back in the course
+    assert course.outbox.retry_refused() == 1  # the instructor's button
+    course.drain()
+    assert course.lms_scores() == {"Ada": 100, "Bob": 70}
 
 
 def test_the_roster_sync_enrols_before_any_launch_and_keeps_who_left(course, platform):

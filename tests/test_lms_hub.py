@@ -35,6 +35,7 @@ from grader.course import NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill, solutions_for
 from hub import accounts
 from hub.layout import ASSIGNMENT
+from hub.lms.outbox import PENDING, Outbox
 from hub.lms.registrations import Platform, save_platforms
 from hub.lms.tables import lms_engine, people
 from hub.lms.testing.platform import LocalPlatform, new_person
@@ -65,7 +66,8 @@ def lms():
     platform.add_link(COURSE, "unet", "U-Net segmentation")
     platform.people = {}
     people = [("Tess", "Teacher", "Instructor"), ("Ann", "Archer", "Learner"), ("Ben", "Baker", "Learner"),
-              ("Rex", "Replay", "Learner"), ("Fay", "Forger", "Learner")]
+              ("Rex", "Replay", "Learner"), ("Fay", "Forger", "Learner"), ("Dot", "Burst", "Learner"),
+              ("Eli", "Burst", "Learner"), ("Gil", "Burst", "Learner")]
     for given, family, role in people:
         platform.people[given] = platform.enrol(COURSE, new_person(given, family, role=role))
     yield platform
@@ -268,13 +270,7 @@ def test_the_roster_sync_enrols_who_never_launched_and_keeps_who_left(hub, lms):
     cleo = lms.enrol(COURSE, new_person("Cleo", "Newcomer"))
     lms.people["Cleo"] = cleo
     lms.unenrol(COURSE, lms.people["Ben"].sub)
-    launch = HttpLaunch(hub, lms, "Tess")
-    answer = launch.post()
-    session, ca = requests.Session(), str(lms.tls.ca)
-    for cookie in launch.http.cookies:
-        session.cookies.set_cookie(cookie)
-    for name, value in answer.cookies.items():
-        session.cookies.set(name, value, domain="127.0.0.1")
+    session, ca = instructor_session(hub, lms)
     service = f"{hub.url}/services/{hub.layout.lms_service}/"
     page = session.get(service, timeout=60, verify=ca)
     assert page.status_code == 200 and "Sync the rosters now" in page.text, page.text[-1500:]
@@ -295,7 +291,91 @@ def test_the_roster_sync_enrols_who_never_launched_and_keeps_who_left(hub, lms):
     assert accounts.tag_of(emails[cleo.email]) is None  # her unix account waits for her first launch
 
 
+def instructor_session(hub, lms) -> tuple[requests.Session, str]:
+    """Tess, logged in through her launch, as her browser would be (the hub's cookies)."""
+    launch = HttpLaunch(hub, lms, "Tess")
+    answer = launch.post()
+    session = requests.Session()
+    for cookie in launch.http.cookies:
+        session.cookies.set_cookie(cookie)
+    for name, value in answer.cookies.items():
+        session.cookies.set(name, value, domain="127.0.0.1")
+    return session, str(lms.tls.ca)
+
+
+def test_a_refusal_by_the_lms_is_on_the_instructors_pages(hub, lms):
+    rex = account_of(hub, lms, "Rex")
+    lms.answers.append(403)  # the next call of the LMS's services is refused
+    result = hub.nbgrader_as(rex, "submit", ASSIGNMENT)  # his notebook as fetched: 0 points
+    assert result.returncode == 0, result.stdout + result.stderr
+    session, ca = instructor_session(hub, lms)
+    service = f"{hub.url}/services/{hub.layout.lms_service}/"
+    deadline = time.monotonic() + 180
+    while not (refused := session.get(f"{service}api/status", timeout=60, verify=ca).json()["refused"]):
+        assert time.monotonic() < deadline, "the refusal did not reach the instructor's page"
+        time.sleep(1)
+    assert refused[0]["student"] == rex and "403" in refused[0]["reason"]
+    assert "403" in session.get(service, timeout=60, verify=ca).text
+    # An instructor the LMS sent also sees the grading queue (by the graders' group, not a list).
+    queue = session.get(f"{hub.url}/services/{hub.layout.grading_service}/queue", timeout=60, verify=ca)
+    assert queue.status_code == 200 and rex in queue.text
+
+
+def lms_service_pid() -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().endswith(b"-m\0hub.lms.service\0"):
+                    return int(entry.name)
+            except OSError:
+                pass
+    return None
+
+
+def put_notebook(hub, account: str, code: dict[str, str]) -> None:
+    """The student's notebook with ``code`` in it, written as the student."""
+    staged = Path(f"/tmp/{account}-{os.getpid()}.ipynb")
+    staged.write_text(nbformat.writes(fill(release_notebook(hub), code)))
+    staged.chmod(0o644)
+    try:
+        target = f"/home/{account}/{ASSIGNMENT}/{NOTEBOOK}.ipynb"
+        assert hub.as_user(account, ["cp", str(staged), target]).returncode == 0
+    finally:
+        staged.unlink()
+
+
+def test_the_lms_down_and_the_service_killed_during_a_burst_lose_no_score(hub, lms):
+    burst = {"Dot": reference_solutions(), "Eli": solutions_for("bug_conv_block"), "Gil": reference_solutions()}
+    for given, code in burst.items():
+        assert HttpLaunch(hub, lms, given).post().status_code == 302
+        put_notebook(hub, account_of(hub, lms, given), code)
+    lms.outage()
+    try:
+        for given in burst:
+            result = hub.nbgrader_as(account_of(hub, lms, given), "submit", ASSIGNMENT)
+            assert result.returncode == 0, result.stderr
+        engine = lms_engine(f"sqlite:///{hub.layout.course / 'grade_on_submit' / 'queue.sqlite'}")
+        waiting: list = []
+        deadline = time.monotonic() + 300
+        while len(waiting) < len(burst):
+            assert time.monotonic() < deadline, "the burst's scores did not reach the outbox"
+            time.sleep(1)
+            waiting = [r for r in Outbox(engine).rows((PENDING,)) if r.last_error
+                       and r.account in {account_of(hub, lms, g) for g in burst}]
+        killed = lms_service_pid()
+        assert killed is not None
+        os.kill(killed, 9)  # the LMS service, while the LMS is down and the scores wait
+    finally:
+        lms.restore()
+    for given, expected in [("Dot", 100), ("Eli", 70), ("Gil", 100)]:
+        wait_for_score(lms, given, expected, timeout=300)
+    assert lms_service_pid() not in (None, killed)  # the hub started it again
+    assert len(lms.courses[COURSE].lineitems) == 1
+
+
 def test_restarting_the_hub_posts_nothing_twice_and_keeps_one_column(hub, lms, small_data):
+    config = requests.get(f"{hub.url}/hub/lti13/config", verify=str(lms.tls.ca), timeout=30).json()
+    assert config["public_jwk_url"] == f"{hub.url}/hub/lti13/jwks" and len(config["scopes"]) == 3
     posts = len(lms.score_posts)
     hub.restart(small_data)
     time.sleep(15)  # the LMS service reconciles every 2 s

@@ -138,6 +138,13 @@ class Outbox:
     def refused(self, row: Any, worker: str, reason: str) -> bool:
         return self._finish(row, worker, state=FAILED, last_error=reason)
 
+    def retry_refused(self) -> int:
+        """Every refused score waits to be posted again (the instructor fixed the cause); how many."""
+        now = self.clock()
+        with self.engine.begin() as db:
+            return db.execute(update(outbox).where(outbox.c.state == FAILED).values(
+                state=PENDING, attempts=0, next_attempt=now)).rowcount
+
     def rows(self, states: tuple[str, ...] | None = None) -> list[Any]:
         query = select(outbox).order_by(outbox.c.id)
         if states:

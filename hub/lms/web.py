@@ -5,6 +5,7 @@
   enrolled, and the grade passback: how many scores were posted, which
   wait for a retry and why, which the LMS refused and why;
 - ``<prefix>sync`` (POST): sync the rosters now;
+- ``<prefix>retry`` (POST): post the refused scores again;
 - ``<prefix>api/status``: the same as JSON.
 """
 
@@ -40,6 +41,8 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 <h2>Grades to the LMS</h2><p id="counts">{counts}</p>
 <h3>Waiting for a retry</h3><div id="retrying">{retrying}</div>
 <h3>Refused by the LMS</h3><div id="refused">{refused}</div>
+<form method="post" action="{retry_url}"><input type="hidden" name="_xsrf" value="{xsrf}">
+<button id="retry">Post the refused scores again</button> (once the cause is fixed in the LMS)</form>
 <h2>People</h2>{people}
 <p>As JSON: <a href="{api_url}">api/status</a>.</p>
 </body></html>
@@ -100,7 +103,8 @@ class Page(Base):
         self.write(PAGE.format(
             course=html.escape(self.service.settings.course_id),
             courses=_table(data["courses"], ["course", "lms", "roster synced", "roster problem"]),
-            sync_url=html.escape(url_path_join(prefix, "sync")), xsrf=html.escape(self.xsrf_token.decode()),
+            sync_url=html.escape(url_path_join(prefix, "sync")), retry_url=html.escape(url_path_join(prefix, "retry")),
+            xsrf=html.escape(self.xsrf_token.decode()),
             counts=html.escape(", ".join(f"{state}: {n}" for state, n in data["counts"].items())),
             retrying=_table(data["retrying"], ["student", "assignment", "score", "attempts", "next attempt", "reason"]),
             refused=_table(data["refused"], ["student", "assignment", "score", "attempts", "reason"]),
@@ -113,6 +117,14 @@ class Sync(Base):
     def post(self) -> None:
         self.require_instructor()
         self.service.sync_requested.set()
+        self.redirect(self.settings["prefix"])
+
+
+class RetryRefused(Base):
+    @web.authenticated
+    def post(self) -> None:
+        self.require_instructor()
+        self.service.outbox.retry_refused()
         self.redirect(self.settings["prefix"])
 
 
@@ -129,7 +141,8 @@ def serve(service: LmsService) -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
     web.Application([
-        (prefix, Page), (url_path_join(prefix, "sync"), Sync), (url_path_join(prefix, "api/status"), Status),
+        (prefix, Page), (url_path_join(prefix, "sync"), Sync), (url_path_join(prefix, "retry"), RetryRefused),
+        (url_path_join(prefix, "api/status"), Status),
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
     ], lms_service=service, prefix=prefix, cookie_secret=os.urandom(32), xsrf_cookies=True).listen(
         url.port or 80, url.hostname or "127.0.0.1")
