@@ -241,6 +241,19 @@ def test_a_busy_or_failing_lms_is_tried_again_with_backoff(course, platform):
     assert row.state == POSTED and row.attempts >= 2  # the token call took the 429, the posts the 5xx
 
 
+def test_a_refused_token_is_tried_again_with_the_lms_words_meanwhile(course, platform):
+    course.student("Ada", "Lovelace")
+    course.grade("Ada", 100)
+    course.reconciler.run_once()
+    platform.answers.append(400)  # the token request of a fresh client: no score reached the LMS yet
+    poster = course.poster()
+    poster.post_one("w")
+    [row] = course.outbox.rows()
+    assert row.state == PENDING and "400" in row.last_error and "/token" in row.last_error
+    course.drain(posters=[poster])
+    assert course.lms_scores() == {"Ada": 100}
+
+
 def test_the_lms_down_during_a_burst_gets_every_score_once_it_is_back(course, platform):
     names = ["Ada", "Bob", "Cy", "Di"]
     for name in names:

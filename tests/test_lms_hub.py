@@ -9,8 +9,11 @@ submits; grading on submit grades it and the platform's gradebook page shows
 100.  Ben launches without a browser, submits the skip-connection bug from a
 terminal and gets 70.  Forged, replayed, expired and unregistered launches
 are refused on the hub's error page and create nothing; the roster sync
-enrols a student who never launched and keeps one who left.  Needs what
-tests/test_hub.py needs.
+enrols a student who never launched and keeps one who left; a refusal by
+the LMS reaches the instructor's pages; Dot, Eli and Gil submit while the
+LMS is down and the LMS service is killed with SIGKILL, and every score
+arrives once it is back; a restart of the hub posts nothing twice.  Needs
+what tests/test_hub.py needs.
 """
 
 from __future__ import annotations
@@ -177,6 +180,8 @@ def test_a_student_launches_works_submits_and_the_lms_gradebook_shows_100(hub, l
             page.wait_for_url(f"**/lab/tree/{ASSIGNMENT}/{NOTEBOOK}.ipynb**", timeout=240_000)
             page.wait_for_function(
                 f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === {len(nb.cells)}", timeout=180_000)
+            # Typed into before its kernel is up, the notebook is changed again after it is saved.
+            page.get_by_text("| Idle").wait_for(timeout=180_000)
             page.screenshot(path=str(ARTIFACTS / "ann_landed.png"))
             cells = page.locator(".jp-Notebook .jp-Cell")
             for exercise, index in exercises.items():

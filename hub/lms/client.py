@@ -11,7 +11,8 @@ speaks AGS and NRPS.  Around it, this module adds what a course needs:
 - a timeout on every request, and the platform's CA bundle where one is set;
 - tokens kept in memory until shortly before they expire, never logged;
 - every failure sorted into ``Retry`` (unreachable, slow, 429 and 5xx, with
-  the LMS's Retry-After) or ``Refused`` (any other 4xx, with the LMS's words).
+  the LMS's Retry-After, and any refused token request) or ``Refused`` (any
+  other 4xx, with the LMS's words).
 """
 
 from __future__ import annotations
@@ -95,13 +96,15 @@ class _Connector(ServiceConnector):
         self._tokens.clear()
 
 
-def _classify(error: Exception) -> LmsError:
+def _classify(error: Exception, token_url: str) -> LmsError:
     if isinstance(error, LtiServiceException):
         response = error.response
         status = response.status_code
         what = f"the LMS answered {status} to {response.request.method} {response.url}"
         body = (response.text or "").strip().replace("\n", " ")[:300]
-        if status == 429 or status >= 500:
+        # No token: nothing reached the LMS, and the cause (its copy of the tool's key, a registration
+        # being fixed) may pass; so it is tried again, with the LMS's words on the instructor's page.
+        if status == 429 or status >= 500 or response.url.split("?")[0] == token_url:
             after = response.headers.get("Retry-After", "")
             return Retry(f"{what}{f': {body}' if body else ''}", float(after) if after.isdigit() else None)
         return Refused(f"{what}{f': {body}' if body else ''}")
@@ -133,7 +136,7 @@ class LmsClient:
                         and error.response.status_code == 401):
                     self.connector.forget_tokens()
                     continue
-                raise _classify(error) from None
+                raise _classify(error, self.platform.token_url) from None
         raise AssertionError("unreachable")
 
     def _ags(self, lineitems_url: str, offered: tuple[str, ...], needs: tuple[str, ...]) -> AssignmentsGradesService:
