@@ -64,7 +64,7 @@ class Course:
 
     counter = 0
 
-    def __init__(self, platform: LocalPlatform, folder):
+    def __init__(self, platform: LocalPlatform, folder, database_url: str = ""):
         Course.counter += 1
         self.platform, self.folder = platform, folder
         self.id = f"course{Course.counter}"
@@ -72,7 +72,7 @@ class Course:
         self.registration = Platform(**{**platform.tool_registration(),
                                         "deployment_ids": (platform.deployment_id,)})
         (folder / "grade_on_submit").mkdir()
-        self.engine = lms_engine(f"sqlite:///{folder / 'grade_on_submit' / 'queue.sqlite'}")
+        self.engine = lms_engine(database_url or f"sqlite:///{folder / 'grade_on_submit' / 'queue.sqlite'}")
         self.gradebook = f"sqlite:///{folder / 'gradebook.db'}"
         with Gradebook(self.gradebook) as gb:
             gb.add_assignment(ASSIGNMENT)
@@ -229,6 +229,26 @@ def test_two_workers_racing_a_restart_and_a_lost_table_make_one_column(course, p
     course.drain(posters=[course.poster(), course.poster()])
     assert len(platform.courses[course.id].lineitems) == 1
     assert course.lms_scores()["Ada"] == 80
+
+
+def test_on_postgresql_too_racing_workers_make_one_column_and_post_each_score_once(platform, tmp_path):
+    """The grading queue's database may be PostgreSQL (several machines): the outbox's claims hold there too."""
+    from tests.postgres import postgres_server
+
+    with postgres_server("grading_queue") as url:
+        course = Course(platform, tmp_path, database_url=url)
+        for name in ["Ada", "Bob", "Cy", "Di"]:
+            course.student(name, "Pg")
+            course.grade(name, 80)
+        platform.delay = 0.2
+        try:
+            course.drain(posters=[course.poster(), course.poster(), course.poster()])
+        finally:
+            platform.delay = 0.0
+        assert len(platform.courses[course.id].lineitems) == 1
+        assert len([p for p in platform.score_posts if p["course"] == course.id]) == 4
+        assert course.lms_scores() == {"Ada": 80, "Bob": 80, "Cy": 80, "Di": 80}
+        course.engine.dispose()
 
 
 def test_a_busy_or_failing_lms_is_tried_again_with_backoff(course, platform):
