@@ -27,7 +27,7 @@ from grader.course import ROOT
 from hub.lms import enrol, roles
 from hub.lms.client import LINEITEM, MEMBERSHIP, SCORE, LmsClient
 from hub.lms.keys import ensure_tool_key
-from hub.lms.outbox import FAILED, PENDING, POSTED, Outbox
+from hub.lms.outbox import FAILED, PENDING, POSTED, Key, Outbox, Score
 from hub.lms.poster import Poster
 from hub.lms.registrations import Platform, save_platforms
 from hub.lms.roster import RosterSync
@@ -229,6 +229,20 @@ def test_two_workers_racing_a_restart_and_a_lost_table_make_one_column(course, p
     course.drain(posters=[course.poster(), course.poster()])
     assert len(platform.courses[course.id].lineitems) == 1
     assert course.lms_scores()["Ada"] == 80
+
+
+def test_a_score_waits_while_an_older_one_of_the_same_student_is_on_its_way_and_blocks_no_one(tmp_path):
+    outbox = Outbox(lms_engine(f"sqlite:///{tmp_path / 'q.sqlite'}"))
+    ada, bob = Key("i", "c", "ada", "a"), Key("i", "c", "bob", "a")
+    graded = Score(50.0, 100.0, "Submitted", "FullyGraded")
+    first = outbox.enqueue(ada, graded)
+    assert outbox.claim("w1", lease=60).id == first  # on its way
+    newer = outbox.enqueue(ada, Score(90.0, 100.0, "Submitted", "FullyGraded"))
+    other = outbox.enqueue(bob, graded)
+    assert outbox.claim("w2", lease=60).id == other  # not Ada's newer score, and not nothing
+    assert outbox.claim("w3", lease=60) is None
+    outbox.posted(outbox.rows(("posting",))[0], "w1")
+    assert outbox.claim("w3", lease=60).id == newer
 
 
 def test_on_postgresql_too_racing_workers_make_one_column_and_post_each_score_once(platform, tmp_path):

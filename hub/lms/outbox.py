@@ -58,10 +58,6 @@ def score_of(row: Any) -> Score:
     return Score(row.score_given, row.score_maximum, row.activity_progress, row.grading_progress)
 
 
-def key_of(row: Any) -> Key:
-    return Key(row.issuer, row.context_id, row.account, row.assignment)
-
-
 class Outbox:
     """The outbox's operations, each one short transaction."""
 
@@ -94,26 +90,26 @@ class Outbox:
             return int(inserted[0])
 
     def claim(self, worker: str, lease: float) -> Any | None:
-        """The next row due, leased to ``worker``; None when none is due."""
+        """The next row due whose student has no other score on its way, leased to ``worker``; None if none."""
         while True:
             now = self.clock()
             with self.engine.begin() as db:
                 due = or_(and_(outbox.c.state == PENDING, outbox.c.next_attempt <= now),
                           and_(outbox.c.state == POSTING, outbox.c.lease_until < now))
-                candidate = db.execute(select(outbox).where(due).order_by(outbox.c.next_attempt, outbox.c.id)
-                                       .limit(1)).first()
+                other = outbox.alias("other")
+                nobody_else = ~exists().where(
+                    other.c.issuer == outbox.c.issuer, other.c.context_id == outbox.c.context_id,
+                    other.c.account == outbox.c.account, other.c.assignment == outbox.c.assignment,
+                    other.c.id != outbox.c.id, other.c.state == POSTING, other.c.lease_until >= now)
+                candidate = db.execute(select(outbox.c.id).where(due, nobody_else)
+                                       .order_by(outbox.c.next_attempt, outbox.c.id).limit(1)).scalar()
                 if candidate is None:
                     return None
-                other = outbox.alias("other")
-                nobody_else = ~exists().where(key_of(candidate).where(other), other.c.id != candidate.id,
-                                              other.c.state == POSTING, other.c.lease_until >= now)
-                claimed = db.execute(update(outbox).where(outbox.c.id == candidate.id, due, nobody_else).values(
+                # The same conditions again in the one statement that decides: another worker may have been first.
+                claimed = db.execute(update(outbox).where(outbox.c.id == candidate, due, nobody_else).values(
                     state=POSTING, holder=worker, lease_until=now + lease, attempts=outbox.c.attempts + 1))
                 if claimed.rowcount:
-                    return db.execute(select(outbox).where(outbox.c.id == candidate.id)).first()
-                if not db.execute(select(outbox.c.id).where(outbox.c.id == candidate.id, due)).first():
-                    continue  # another worker took it first: look again
-                return None  # due, but another score of the same student is being posted
+                    return db.execute(select(outbox).where(outbox.c.id == candidate)).first()
 
     def _finish(self, row: Any, worker: str, **values: Any) -> bool:
         with self.engine.begin() as db:
