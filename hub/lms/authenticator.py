@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from ltiauthenticator.utils import convert_request_to_dict
 from tornado.web import HTTPError
 from traitlets import Unicode
 
-from hub.layout import HubLayout
+from hub.accounts import AccountError
+from hub.layout import ASSIGNMENT, HubLayout
 from hub.lms import roles
 from hub.lms.keys import ensure_tool_key
 from hub.lms.launch import Launch, LaunchRefused, LaunchVerifier, authentication_request
@@ -135,8 +137,6 @@ class CourseLTI13Authenticator(LTI13Authenticator):
                 platforms = load_platforms(path)
             except RegistrationError as error:
                 raise HTTPError(503, f"The hub's LMS registrations cannot be read: {error}") from None
-            from hub.layout import ASSIGNMENT
-
             self._verifier = (changed, LaunchVerifier(platforms, self.nonces, default_assignment=ASSIGNMENT))
         return self._verifier[1]
 
@@ -147,7 +147,7 @@ class CourseLTI13Authenticator(LTI13Authenticator):
         launch: Launch = (data or {})["launch"]
         try:
             person: Provisioned = await asyncio.to_thread(provision, self.layout, launch)
-        except (ProvisionError, OSError) as error:
+        except (ProvisionError, AccountError, subprocess.SubprocessError, OSError) as error:
             self.log.error("setting up %s %s failed: %s", launch.issuer, launch.sub, error)
             raise HTTPError(500, "Your account on the hub could not be set up; your instructor can see why in "
                                  "the hub's log.") from None
