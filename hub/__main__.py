@@ -59,9 +59,12 @@ def main(argv: list[str]) -> int:
                 print(f"error: the hub of {layout.state} is running (pid {pid_file.read_text().strip()}); "
                       "stop it first (Ctrl-C where it runs)", file=sys.stderr)
                 return 1
-            for name in [layout.grader, *layout.login_accounts]:
+            # With LTI on, the people the LMS sent carry the same tag.
+            for name in dict.fromkeys([layout.grader, *layout.login_accounts,
+                                       *accounts.tagged_users(layout.account_tag)]):
                 if accounts.remove_user(name, layout.account_tag):
                     print(f"removed account {name}")
+            shutil.rmtree(layout.lms_dir, ignore_errors=True)  # the tool's key, the LMS registrations (hub/lms)
             cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)
             provision.restore_repository(layout)
             shutil.rmtree(layout.state / "course", ignore_errors=True)

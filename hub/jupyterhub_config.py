@@ -162,3 +162,9 @@ c.JupyterHub.services = [
         },
     },
 ]
+
+# -- the course in an LMS (hub/lms, docs/lms.md): LTI 1.3 login, roster and grades -----
+if hub.lms:
+    from hub.lms.hub_config import configure_lms  # noqa: E402
+
+    configure_lms(c, hub)

@@ -38,6 +38,14 @@ class HubLayout:
     grading_lease: float = 30.0
     # The workers as tasks on this Dask scheduler (or local:N) instead of processes beside the service.
     grading_dask: str = ""
+    # The course in an LMS (hub/lms, docs/lms.md): LTI 1.3 login from the LMS instead of the demo passwords,
+    # the roster and grades synced by the LMS service on lms_port.
+    lms: bool = False
+    lms_port: int = 9997
+    lms_sync_minutes: float = 60.0
+    # The hub serves https with this certificate and key (an LMS launches only to https); empty: http.
+    tls_cert: str = ""
+    tls_key: str = ""
     # Prepended to every account name, so tests can make throw-away accounts
     # that cannot collide with real ones.
     prefix: str = ""
@@ -157,8 +165,18 @@ class HubLayout:
         return self.hub_dir / "demo-logins.json"
 
     @property
+    def lms_dir(self) -> Path:
+        """The tool's key, the LMS registrations and the launches' nonces, root only."""
+        return self.state / "lms"
+
+    @property
+    def lms_service(self) -> str:
+        """The hub service that posts grades to the LMS and syncs its roster."""
+        return f"{COURSE_ID}-lms"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://127.0.0.1:{self.port}"
 
     def config_path(self, role: str) -> str:
         """``JUPYTER_CONFIG_PATH`` for a student's server or the course service: its own folder, then the common one."""
@@ -185,12 +203,17 @@ class HubLayout:
 
     @classmethod
     def from_environment(cls) -> HubLayout:
-        """The layout ``make hub`` asks for: ``UNET_HUB_STATE``, ``UNET_HUB_ENV``, ``UNET_HUB_PORT``."""
+        """The layout ``make hub`` asks for: ``UNET_HUB_STATE``, ``UNET_HUB_ENV``, ``UNET_HUB_PORT``.
+
+        ``UNET_HUB_LMS=1`` switches LTI on, ``UNET_HUB_TLS_CERT`` and ``UNET_HUB_TLS_KEY`` name the certificate.
+        """
         state = Path(os.environ.get("UNET_HUB_STATE", DEFAULT_STATE)).resolve()
         env = Path(os.environ.get("UNET_HUB_ENV", state / "env")).resolve()
         port = int(os.environ.get("UNET_HUB_PORT", "8000"))
-        if (state / "hub.json").exists():
-            saved = cls.load(state)
-            saved.env, saved.port = env, port
-            return saved
-        return cls(state=state, env=env, port=port)
+        layout = cls.load(state) if (state / "hub.json").exists() else cls(state=state, env=env, port=port)
+        layout.env, layout.port = env, port
+        if "UNET_HUB_LMS" in os.environ:
+            layout.lms = os.environ["UNET_HUB_LMS"] not in ("", "0")
+        layout.tls_cert = os.environ.get("UNET_HUB_TLS_CERT", layout.tls_cert)
+        layout.tls_key = os.environ.get("UNET_HUB_TLS_KEY", layout.tls_key)
+        return layout

@@ -279,6 +279,7 @@ def _stage_course(layout: HubLayout, staged: Path) -> None:
     (staged / "hub").mkdir()
     shutil.copy(ROOT / "hub" / "__init__.py", staged / "hub" / "__init__.py")
     shutil.copytree(ROOT / "hub" / "grade_on_submit", staged / "hub" / "grade_on_submit", ignore=ignore)
+    shutil.copytree(ROOT / "hub" / "lms", staged / "hub" / "lms", ignore=ignore)  # the LMS service's code
     (staged / POLICY_FILE).write_text(json.dumps(DEFAULT_POLICY, indent=2) + "\n")
     shutil.copytree(ROOT / "notebooks", staged / "notebooks", symlinks=True, ignore=ignore)
     # The notebooks' links point at the repository's top-level files (modules, the students'
@@ -360,4 +361,8 @@ def setup(layout: HubLayout, data: Path) -> dict[str, str]:
     make_exchange(layout)
     released = release(layout)
     print(f"  {ASSIGNMENT}: {'released' if released else 'already released'}")
+    if layout.lms:
+        from hub.lms.hub_setup import set_up_lms
+
+        set_up_lms(layout)
     return accounts.demo_passwords(layout.logins, layout.login_accounts)

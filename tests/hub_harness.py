@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -229,11 +229,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def running_hub(data: Path, students: list[str], visitors: list[str], validate_seconds: int = 120,
-                artifacts: Path | None = None, policy: dict | None = None, **settings) -> Iterator[RunningHub]:
+                artifacts: Path | None = None, policy: dict | None = None,
+                prepare: Callable[[HubLayout], None] | None = None, **settings) -> Iterator[RunningHub]:
     """Set up and start a hub with instructor ``teacher``, ``students`` on the roster and ``visitors`` not.
 
     ``policy`` replaces the course's grading-on-submit policy (``grade_on_submit.json``) before the
-    hub starts; ``settings`` are further ``HubLayout`` fields.
+    hub starts, and ``prepare`` is called with the set-up layout then; ``settings`` are further ``HubLayout`` fields.
     """
     remove_stale_accounts()
     # A home file system of its own per account, as on a real hub, but small: six of them per test hub.
@@ -255,6 +256,8 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
         passwords = provision.setup(layout, data)
         if policy is not None:
             write_policy(layout, policy)
+        if prepare is not None:
+            prepare(layout)
         process = _start(layout, log)
         running = RunningHub(layout, passwords, process, log)
         yield running
@@ -265,7 +268,8 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
             artifacts.mkdir(parents=True, exist_ok=True)
             shutil.copy(log, artifacts / "jupyterhub.log")
         os.chmod(ROOT, repository_mode)
-        for name in [layout.grader, *layout.login_accounts]:
+        # Accounts the hub made itself (people an LMS sent) carry the same tag.
+        for name in dict.fromkeys([layout.grader, *layout.login_accounts, *accounts.tagged_users(layout.account_tag)]):
             accounts.remove_user(name, layout.account_tag)
         shutil.rmtree(state, ignore_errors=True)
         cgroups.remove_delegated(layout.grader_cgroup, layout.grader_cgroups)

@@ -1,0 +1,166 @@
+"""The hub's login from the LMS: ``jupyterhub-ltiauthenticator``'s LTI 1.3 flow, with this course's checks and set-up.
+
+``CourseLTI13Authenticator`` keeps the library's login initiation (state
+and nonce cookies) and callback, and changes four things:
+
+- the platform comes from the registrations in ``<state>/lms/platforms.json``
+  (read again when it changes), not from one fixed issuer;
+- the callback's token is checked by ``hub.lms.launch.LaunchVerifier``
+  (deployment, ``azp``, single-use nonce, roles...), and a refused launch
+  ends on the hub's error page with the reason, having created nothing;
+- the state and nonce cookies are ``SameSite=None; Secure``: the LMS posts
+  the launch from another site, where a browser withholds any other cookie;
+- a verified launch sets the person up (``hub.lms.provision``) and sends a
+  student to the assignment's notebook in JupyterLab and a grader to
+  formgrader.
+
+It also serves the tool's public key at ``/hub/lti13/jwks`` and a Canvas
+JSON configuration at ``/hub/lti13/config`` (docs/lms.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.utils import url_path_join
+from ltiauthenticator.lti13.auth import LTI13Authenticator
+from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInitHandler
+from ltiauthenticator.utils import convert_request_to_dict
+from tornado.web import HTTPError
+from traitlets import Unicode
+
+from hub.accounts import AccountError
+from hub.layout import ASSIGNMENT, HubLayout
+from hub.lms import roles
+from hub.lms.keys import ensure_tool_key
+from hub.lms.launch import Launch, LaunchRefused, LaunchVerifier, authentication_request
+from hub.lms.nonces import NonceStore
+from hub.lms.provision import Provisioned, ProvisionError, provision
+from hub.lms.registrations import RegistrationError, load_platforms
+from hub.lms.scopes import TOOL_SCOPES
+
+
+class LoginHandler(LTI13LoginInitHandler):
+    """The login initiation: the library's, with the platform looked up by issuer and client id."""
+
+    def authorize_redirect(self, redirect_uri: str, login_hint: str, nonce: str, client_id: str, state: str,
+                           lti_message_hint: str | None = None) -> None:
+        args = convert_request_to_dict(self.request.arguments)
+        try:
+            platform = self.authenticator.verifier().platform_for_login(args.get("iss", ""), client_id)
+        except LaunchRefused as error:
+            raise HTTPError(error.status, str(error)) from None
+        self.redirect(authentication_request(platform, {"login_hint": login_hint,
+                                                        "lti_message_hint": lti_message_hint or ""},
+                                             redirect_uri, state, nonce))
+
+    def _set_oauth_cookie(self, key: str, value: str) -> None:
+        self._set_cookie(key, value, expires_days=1, httponly=True, encrypted=True, samesite="None", secure=True)
+
+
+class CallbackHandler(LTI13CallbackHandler):
+    """The launch: verified by ``LaunchVerifier``, then the person is set up and sent where they work."""
+
+    def decode_and_validate_launch_request(self) -> dict[str, Any]:
+        args = convert_request_to_dict(self.request.arguments)
+        try:
+            launch = self.authenticator.verifier().verify(args.get("id_token", ""), args.get("state", ""),
+                                                          self._get_state_cookie(), self._get_nonce_state_cookie())
+        except LaunchRefused as error:
+            self.log.warning("LTI launch refused: %s", error)
+            raise HTTPError(error.status, str(error)) from None
+        return {"launch": launch}
+
+    async def redirect_to_next_url(self, user) -> None:
+        self.redirect(self.authenticator.next_url(user.name))
+
+
+class JwksHandler(BaseHandler):
+    """The tool's public key, for the LMS to check its client assertions."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(self.authenticator.tool_key.public_jwks()))
+
+
+class ConfigHandler(BaseHandler):
+    """The tool's registration as Canvas's "Paste JSON" takes it (Developer Keys, LTI Key)."""
+
+    def get(self) -> None:
+        base = f"https://{self.request.host}{self.hub.base_url}"
+        layout = self.authenticator.layout
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({
+            "title": f"{layout.course_id} (JupyterHub)",
+            "description": "The U-Net segmentation assignment in JupyterLab, graded on submit",
+            "oidc_initiation_url": url_path_join(base, "lti13/oauth_login"),
+            "target_link_uri": base.rstrip("/"),
+            "public_jwk_url": url_path_join(base, "lti13/jwks"),
+            "scopes": TOOL_SCOPES,
+            "extensions": [{"platform": "canvas.instructure.com", "privacy_level": "public", "settings": {
+                # In a new tab: the hub refuses to be shown in a frame (JupyterHub 4.1 and later).
+                "placements": [{"placement": p, "message_type": "LtiResourceLinkRequest", "windowTarget": "_blank"}
+                               for p in ("link_selection", "assignment_selection")]}}],
+            "custom_fields": {"assignment": "unet_segmentation"},
+        }, indent=2))
+
+
+class CourseLTI13Authenticator(LTI13Authenticator):
+    """LTI 1.3 for this course's hub (see the module's docstring)."""
+
+    login_handler = LoginHandler
+    callback_handler = CallbackHandler
+    state_folder = Unicode(help="The hub's state folder (hub.json, lms/)").tag(config=True)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.layout = HubLayout.load(Path(self.state_folder))
+        self.tool_key = ensure_tool_key(self.layout.lms_dir / "tool-key.pem")
+        self.nonces = NonceStore(self.layout.lms_dir / "nonces.sqlite")
+        self._verifier: tuple[float, LaunchVerifier] | None = None
+        self._next: dict[str, str] = {}
+
+    def verifier(self) -> LaunchVerifier:
+        """The verifier for the registrations as the file holds them now."""
+        path = self.layout.lms_dir / "platforms.json"
+        try:
+            changed = path.stat().st_mtime
+        except FileNotFoundError:
+            changed = 0.0
+        if self._verifier is None or self._verifier[0] != changed:
+            try:
+                platforms = load_platforms(path)
+            except RegistrationError as error:
+                raise HTTPError(503, f"The hub's LMS registrations cannot be read: {error}") from None
+            self._verifier = (changed, LaunchVerifier(platforms, self.nonces, default_assignment=ASSIGNMENT))
+        return self._verifier[1]
+
+    def get_handlers(self, app) -> list:
+        return super().get_handlers(app)[:2] + [("lti13/jwks", JwksHandler), ("lti13/config", ConfigHandler)]
+
+    async def authenticate(self, handler, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        launch: Launch = (data or {})["launch"]
+        try:
+            person: Provisioned = await asyncio.to_thread(provision, self.layout, launch)
+        except (ProvisionError, AccountError, subprocess.SubprocessError, OSError) as error:
+            self.log.error("setting up %s %s failed: %s", launch.issuer, launch.sub, error)
+            raise HTTPError(500, "Your account on the hub could not be set up; your instructor can see why in "
+                                 "the hub's log.") from None
+        self._next[person.account] = self._destination(person, launch)
+        return {"name": person.account, "groups": person.groups(self.layout)}
+
+    def _destination(self, person: Provisioned, launch: Launch) -> str:
+        if launch.role == roles.GRADER:
+            return f"/services/{self.layout.course_id}/formgrader"
+        home = Path(f"/home/{person.account}") / launch.assignment
+        notebooks = sorted(p.name for p in home.glob("*.ipynb")) if home.is_dir() else []
+        target = f"{launch.assignment}/{notebooks[0]}" if len(notebooks) == 1 else launch.assignment
+        return f"/hub/user-redirect/lab/tree/{target}"
+
+    def next_url(self, account: str) -> str:
+        return self._next.pop(account, "/hub/home")

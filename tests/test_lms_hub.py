@@ -1,0 +1,389 @@
+"""The course in an LMS, end to end: a real JupyterHub on https, launched from the local LTI 1.3 platform.
+
+One hub for the module, with LTI switched on (``lms``), grading on submit,
+and the LMS service; the local platform (``hub.lms.testing.platform``) plays
+the LMS with the course bio101: instructor Tess, students Ann, Ben, Rex and
+Fay.  In Chromium, Tess's launch reaches formgrader, and Ann's lands in
+JupyterLab on her fetched notebook, where she types her solution and
+submits; grading on submit grades it and the platform's gradebook page shows
+100.  Ben launches without a browser, submits the skip-connection bug from a
+terminal and gets 70.  Forged, replayed, expired and unregistered launches
+are refused on the hub's error page and create nothing; the roster sync
+enrols a student who never launched and keeps one who left; a refusal by
+the LMS reaches the instructor's pages; Dot, Eli and Gil submit while the
+LMS is down and the LMS service is killed with SIGKILL, and every score
+arrives once it is back; a restart of the hub posts nothing twice.  Needs
+what tests/test_hub.py needs.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+import nbformat
+import pytest
+import requests
+from jwcrypto import jwk
+from nbgrader.api import Gradebook
+from sqlalchemy import select
+
+from grader.course import NOTEBOOK, ROOT, reference_solutions
+from grader.dev.examples import fill, solutions_for
+from hub import accounts
+from hub.layout import ASSIGNMENT
+from hub.lms.outbox import PENDING, Outbox
+from hub.lms.registrations import Platform, save_platforms
+from hub.lms.tables import lms_engine, people
+from hub.lms.testing.platform import LocalPlatform, new_person
+from hub.lms.testing.tls import make_localhost_certificate
+from tests.hub_harness import free_ports, running_hub
+from tests.test_hub import BROWSER_ARGS, CHROMIUM, MISSING, release_notebook, submit
+
+pytestmark = [pytest.mark.slow, pytest.mark.hub]
+if MISSING and not os.environ.get("CI"):
+    pytest.skip("; ".join(MISSING), allow_module_level=True)
+
+ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "lms"
+ON = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0}}
+COURSE = "bio101"
+
+
+@pytest.fixture(scope="module")
+def lms():
+    # Where the grader account (the LMS service) may read the CA: pytest's own folders are root's alone.
+    folder = Path(tempfile.mkdtemp(prefix="unet-lms-tls-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    tls = make_localhost_certificate(folder)
+    # The harness checks that the hub is up over https: it trusts the test CA as the hub's processes do.
+    before = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = str(tls.ca)
+    platform = LocalPlatform(tls).start()
+    platform.add_course(COURSE, "Biology 101")
+    platform.add_link(COURSE, "unet", "U-Net segmentation")
+    platform.people = {}
+    people = [("Tess", "Teacher", "Instructor"), ("Ann", "Archer", "Learner"), ("Ben", "Baker", "Learner"),
+              ("Rex", "Replay", "Learner"), ("Fay", "Forger", "Learner"), ("Dot", "Burst", "Learner"),
+              ("Eli", "Burst", "Learner"), ("Gil", "Burst", "Learner")]
+    for given, family, role in people:
+        platform.people[given] = platform.enrol(COURSE, new_person(given, family, role=role))
+    yield platform
+    platform.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+    if before is None:
+        os.environ.pop("SSL_CERT_FILE", None)
+    else:
+        os.environ["SSL_CERT_FILE"] = before
+
+
+@pytest.fixture(scope="module")
+def hub(small_data, lms):
+    assert not MISSING, MISSING
+    registration = Platform(**{**lms.tool_registration(), "deployment_ids": (lms.deployment_id,)})
+    [lms_port] = free_ports(1)
+
+    def register(layout) -> None:
+        save_platforms(layout.lms_dir / "platforms.json", [registration])
+
+    with running_hub(small_data, students=[], visitors=[], artifacts=ARTIFACTS, policy=ON, prepare=register,
+                     lms=True, lms_port=lms_port, tls_cert=str(lms.tls.cert), tls_key=str(lms.tls.key)) as running:
+        base = f"{running.url}/hub"
+        lms.register_tool(f"{base}/lti13/oauth_login", f"{base}/lti13/oauth_callback", base,
+                          jwks_url=f"{base}/lti13/jwks")
+        yield running
+
+
+def account_of(hub, lms, given: str) -> str | None:
+    engine = lms_engine(f"sqlite:///{hub.layout.course / 'grade_on_submit' / 'queue.sqlite'}")
+    with engine.begin() as db:
+        return db.execute(select(people.c.account).where(people.c.sub == lms.people[given].sub)).scalar()
+
+
+def lms_score(lms, given: str) -> float | None:
+    name = lms.people[given].name
+    return lms.gradebook(COURSE).get(ASSIGNMENT, {}).get(name)
+
+
+def wait_for_score(lms, given: str, expected: float, timeout: float = 240) -> float:
+    started = time.monotonic()
+    while lms_score(lms, given) != expected:
+        assert time.monotonic() - started < timeout, (given, lms.gradebook(COURSE), lms.score_posts[-3:])
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+class HttpLaunch:
+    """A launch without a browser: the same redirects and form post, with one cookie jar."""
+
+    def __init__(self, hub, lms, given: str):
+        self.hub, self.lms = hub, lms
+        # verify= on each call: requests lets REQUESTS_CA_BUNDLE override a session's own.
+        self.http, ca = requests.Session(), str(lms.tls.ca)
+        start = self.http.get(f"{lms.issuer}/course/{COURSE}/launch/unet", params={"user": lms.people[given].sub},
+                              allow_redirects=False, timeout=30, verify=ca)
+        init = self.http.get(start.headers["Location"], allow_redirects=False, timeout=30, verify=ca)
+        assert init.status_code == 302, init.text
+        self.cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+        auth = self.http.get(init.headers["Location"], timeout=30, verify=ca)
+        self.form = {k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', auth.text)}
+        self.claims = jwt.decode(self.form["id_token"], options={"verify_signature": False})
+
+    def post(self, id_token: str | None = None) -> requests.Response:
+        """The browser's form post to the hub, with the cookies the login initiation set (sent as they were)."""
+        return requests.post(f"{self.hub.url}/hub/lti13/oauth_callback", verify=str(self.lms.tls.ca),
+                             data={**self.form, **({"id_token": id_token} if id_token else {})},
+                             headers={"Cookie": self.cookies}, allow_redirects=False, timeout=180)
+
+
+def test_an_instructors_launch_opens_formgrader(hub, lms):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Tess'].sub}")
+            page.get_by_role("link", name="U-Net segmentation").click()
+            page.wait_for_url("**/services/unet-segmentation/formgrader**", timeout=180_000)
+            page.get_by_text("Manage Assignments").first.wait_for(timeout=120_000)
+            page.get_by_text(ASSIGNMENT).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "tess_formgrader.png"))
+        finally:
+            browser.close()
+    teacher = account_of(hub, lms, "Tess")
+    assert teacher and accounts.tag_of(teacher) == hub.layout.account_tag
+    with Gradebook(f"sqlite:///{hub.layout.course / 'gradebook.db'}") as gb:
+        assert teacher not in {s.id for s in gb.students}  # a grader, not a student
+
+
+def test_a_student_launches_works_submits_and_the_lms_gradebook_shows_100(hub, lms):
+    from playwright.sync_api import sync_playwright
+
+    nb = release_notebook(hub)
+    exercises = {c.metadata.nbgrader["grade_id"]: i for i, c in enumerate(nb.cells)
+                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    code = reference_solutions()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Ann'].sub}")
+            page.get_by_role("link", name="U-Net segmentation").click()
+            page.wait_for_url(f"**/lab/tree/{ASSIGNMENT}/{NOTEBOOK}.ipynb**", timeout=240_000)
+            page.wait_for_function(
+                f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === {len(nb.cells)}", timeout=180_000)
+            # Typed into before its kernel is up, the notebook is changed again after it is saved.
+            page.get_by_text("| Idle").wait_for(timeout=180_000)
+            page.screenshot(path=str(ARTIFACTS / "ann_landed.png"))
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            for exercise, index in exercises.items():
+                cells.nth(index).locator(".cm-content").click()
+                page.keyboard.press("Control+A")
+                page.keyboard.insert_text(code[exercise])
+            page.keyboard.press("Escape")
+            page.keyboard.press("Control+S")
+            page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+            page.get_by_role("menuitem", name="Nbgrader").click()
+            page.get_by_text("Assignment List", exact=True).click()
+            page.locator("#released_assignments_list_loading").wait_for(state="hidden", timeout=60_000)
+            submit(page)
+            submitted = time.monotonic()
+            waited = wait_for_score(lms, "Ann", 100)
+            # The instructor looks at the LMS's gradebook.
+            book = context.new_page()
+            book.goto(f"{lms.issuer}/course/{COURSE}/gradebook")
+            row = book.locator("#gradebook tr", has_text="Ann Archer")
+            assert row.locator(".score").inner_text() == "100"
+            book.screenshot(path=str(ARTIFACTS / "lms_gradebook_ann.png"))
+        finally:
+            browser.close()
+    print(f"Ann: from Submit to 100 in the LMS's gradebook in {time.monotonic() - submitted:.1f} s "
+          f"(polled {waited:.1f} s)")
+    ann = account_of(hub, lms, "Ann")
+    assert ann and (os.stat(f"/home/{ann}").st_mode & 0o777) == 0o700
+    with Gradebook(f"sqlite:///{hub.layout.course / 'gradebook.db'}") as gb:
+        student = gb.find_student(ann)
+        assert (student.first_name, student.last_name, student.email) == ("Ann", "Archer", lms.people["Ann"].email)
+    assert len(lms.courses[COURSE].lineitems) == 1
+    [post] = [p for p in lms.score_posts if p["userId"] == lms.people["Ann"].sub]
+    assert (post["scoreGiven"], post["scoreMaximum"], post["gradingProgress"]) == (100, 100, "FullyGraded")
+
+
+def test_a_student_with_one_wrong_exercise_gets_70_and_a_second_launch_keeps_her_work(hub, lms):
+    launch = HttpLaunch(hub, lms, "Ben")
+    landed = launch.post()
+    assert landed.status_code == 302 and f"/lab/tree/{ASSIGNMENT}/{NOTEBOOK}.ipynb" in landed.headers["Location"]
+    ben = account_of(hub, lms, "Ben")
+    notebook = Path(f"/home/{ben}/{ASSIGNMENT}/{NOTEBOOK}.ipynb")
+    assert notebook.exists()  # fetched for him on his first launch
+    text = nbformat.writes(fill(release_notebook(hub), solutions_for("bug_conv_block")))
+    staged = Path(f"/tmp/{ben}-{os.getpid()}.ipynb")
+    staged.write_text(text)
+    staged.chmod(0o644)
+    assert hub.as_user(ben, ["cp", str(staged), str(notebook)]).returncode == 0
+    staged.unlink()
+    again = HttpLaunch(hub, lms, "Ben").post()
+    assert again.status_code == 302 and notebook.read_text() == text  # never overwritten
+    result = hub.nbgrader_as(ben, "submit", ASSIGNMENT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for_score(lms, "Ben", 70)
+    assert len(lms.courses[COURSE].lineitems) == 1
+
+
+def forged_token(lms, claims: dict, **changes) -> str:
+    return lms.sign({**claims, **changes})
+
+
+def test_forged_replayed_expired_and_unregistered_launches_are_refused_and_create_nothing(hub, lms):
+    tag = hub.layout.account_tag
+    before = set(accounts.tagged_users(tag))
+    fay = HttpLaunch(hub, lms, "Fay")
+    other_key = jwk.JWK.generate(kty="RSA", size=2048).export_to_pem(private_key=True, password=None).decode()
+    cases = [
+        (lms.sign(fay.claims, private_pem=other_key), "signature or claims are not valid"),
+        (forged_token(lms, fay.claims, exp=int(time.time()) - 60), "expired"),
+        (forged_token(lms, fay.claims, **{"https://purl.imsglobal.org/spec/lti/claim/deployment_id": "d-9"}),
+         "deployment"),
+        (forged_token(lms, fay.claims, aud="another-tool"), "no registration"),
+    ]
+    for token, reason in cases:
+        page = fay.post(token)
+        assert page.status_code in (400, 401, 403) and reason in html.unescape(page.text), (reason, page.text[-800:])
+    assert account_of(hub, lms, "Fay") is None and set(accounts.tagged_users(tag)) == before
+    # A launch from an LMS the hub has no registration for ends at the login initiation.
+    refused = requests.get(f"{hub.url}/hub/lti13/oauth_login", verify=str(lms.tls.ca), timeout=30, params={
+        "iss": "https://lms.evil.example", "login_hint": "x", "target_link_uri": f"{hub.url}/hub"},
+        allow_redirects=False)
+    assert refused.status_code == 403 and "no registration" in html.unescape(refused.text)
+    # A good launch replayed whole, cookies and all.
+    rex = HttpLaunch(hub, lms, "Rex")
+    assert rex.post().status_code == 302
+    replay = rex.post()
+    assert replay.status_code == 403 and "already used once" in html.unescape(replay.text)
+    assert set(accounts.tagged_users(tag)) == before | {account_of(hub, lms, "Rex")}
+
+
+def test_the_roster_sync_enrols_who_never_launched_and_keeps_who_left(hub, lms):
+    cleo = lms.enrol(COURSE, new_person("Cleo", "Newcomer"))
+    lms.people["Cleo"] = cleo
+    lms.unenrol(COURSE, lms.people["Ben"].sub)
+    session, ca = instructor_session(hub, lms)
+    service = f"{hub.url}/services/{hub.layout.lms_service}/"
+    page = session.get(service, timeout=60, verify=ca)
+    assert page.status_code == 200 and "Sync the rosters now" in page.text, page.text[-1500:]
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    assert session.post(f"{service}sync", data={"_xsrf": xsrf}, timeout=60, verify=ca).ok
+    deadline = time.monotonic() + 120
+    while True:
+        status = session.get(f"{service}api/status", timeout=60, verify=ca).json()
+        enrolled = {p["email"]: p["enrolled"] for p in status["people"]}
+        if enrolled.get(cleo.email) == "yes" and enrolled.get(lms.people["Ben"].email, "").startswith("no"):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    with Gradebook(f"sqlite:///{hub.layout.course / 'gradebook.db'}") as gb:
+        emails = {s.email: s.id for s in gb.students}
+        assert cleo.email in emails  # before she ever launched
+        assert gb.find_submission(ASSIGNMENT, account_of(hub, lms, "Ben")).score == 70  # kept
+    assert accounts.tag_of(emails[cleo.email]) is None  # her unix account waits for her first launch
+
+
+def instructor_session(hub, lms) -> tuple[requests.Session, str]:
+    """Tess, logged in through her launch, as her browser would be (the hub's cookies)."""
+    launch = HttpLaunch(hub, lms, "Tess")
+    answer = launch.post()
+    session = requests.Session()
+    for cookie in launch.http.cookies:
+        session.cookies.set_cookie(cookie)
+    for name, value in answer.cookies.items():
+        session.cookies.set(name, value, domain="127.0.0.1")
+    return session, str(lms.tls.ca)
+
+
+def test_a_refusal_by_the_lms_is_on_the_instructors_pages(hub, lms):
+    rex = account_of(hub, lms, "Rex")
+    lms.answers.append(403)  # the next call of the LMS's services is refused
+    result = hub.nbgrader_as(rex, "submit", ASSIGNMENT)  # his notebook as fetched: 0 points
+    assert result.returncode == 0, result.stdout + result.stderr
+    session, ca = instructor_session(hub, lms)
+    service = f"{hub.url}/services/{hub.layout.lms_service}/"
+    deadline = time.monotonic() + 180
+    while not (refused := session.get(f"{service}api/status", timeout=60, verify=ca).json()["refused"]):
+        assert time.monotonic() < deadline, "the refusal did not reach the instructor's page"
+        time.sleep(1)
+    assert refused[0]["student"] == rex and "403" in refused[0]["reason"]
+    assert "403" in session.get(service, timeout=60, verify=ca).text
+    # An instructor the LMS sent also sees the grading queue (by the graders' group, not a list).
+    queue = session.get(f"{hub.url}/services/{hub.layout.grading_service}/queue", timeout=60, verify=ca)
+    assert queue.status_code == 200 and rex in queue.text
+
+
+def lms_service_pid() -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().endswith(b"-m\0hub.lms.service\0"):
+                    return int(entry.name)
+            except OSError:
+                pass
+    return None
+
+
+def put_notebook(hub, account: str, code: dict[str, str]) -> None:
+    """The student's notebook with ``code`` in it, written as the student."""
+    staged = Path(f"/tmp/{account}-{os.getpid()}.ipynb")
+    staged.write_text(nbformat.writes(fill(release_notebook(hub), code)))
+    staged.chmod(0o644)
+    try:
+        target = f"/home/{account}/{ASSIGNMENT}/{NOTEBOOK}.ipynb"
+        assert hub.as_user(account, ["cp", str(staged), target]).returncode == 0
+    finally:
+        staged.unlink()
+
+
+def test_the_lms_down_and_the_service_killed_during_a_burst_lose_no_score(hub, lms):
+    burst = {"Dot": reference_solutions(), "Eli": solutions_for("bug_conv_block"), "Gil": reference_solutions()}
+    for given, code in burst.items():
+        assert HttpLaunch(hub, lms, given).post().status_code == 302
+        put_notebook(hub, account_of(hub, lms, given), code)
+    lms.outage()
+    try:
+        for given in burst:
+            result = hub.nbgrader_as(account_of(hub, lms, given), "submit", ASSIGNMENT)
+            assert result.returncode == 0, result.stderr
+        engine = lms_engine(f"sqlite:///{hub.layout.course / 'grade_on_submit' / 'queue.sqlite'}")
+        waiting: list = []
+        deadline = time.monotonic() + 300
+        while len(waiting) < len(burst):
+            assert time.monotonic() < deadline, "the burst's scores did not reach the outbox"
+            time.sleep(1)
+            waiting = [r for r in Outbox(engine).rows((PENDING,)) if r.last_error
+                       and r.account in {account_of(hub, lms, g) for g in burst}]
+        killed = lms_service_pid()
+        assert killed is not None
+        os.kill(killed, 9)  # the LMS service, while the LMS is down and the scores wait
+    finally:
+        lms.restore()
+    for given, expected in [("Dot", 100), ("Eli", 70), ("Gil", 100)]:
+        wait_for_score(lms, given, expected, timeout=300)
+    assert lms_service_pid() not in (None, killed)  # the hub started it again
+    assert len(lms.courses[COURSE].lineitems) == 1
+
+
+def test_restarting_the_hub_posts_nothing_twice_and_keeps_one_column(hub, lms, small_data):
+    config = requests.get(f"{hub.url}/hub/lti13/config", verify=str(lms.tls.ca), timeout=30).json()
+    assert config["public_jwk_url"] == f"{hub.url}/hub/lti13/jwks" and len(config["scopes"]) == 3
+    posts = len(lms.score_posts)
+    hub.restart(small_data)
+    time.sleep(15)  # the LMS service reconciles every 2 s
+    assert len(lms.score_posts) == posts
+    assert len(lms.courses[COURSE].lineitems) == 1
+    assert lms_score(lms, "Ann") == 100
