@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+import functional_checks
 from grader.course import ROOT
 from grader.engine.execute import SandboxedExecute
 from grader.engine.validate import ValidateExecute
@@ -39,6 +40,7 @@ QUOTES = {
                            "(`--SandboxedExecute.submission_cpu_seconds`)",
     "scratch space": f"in-memory copy of {_default(SandboxedExecute, 'scratch_bytes') // 2**30} GiB "
                      "(`--SandboxedExecute.scratch_bytes`)",
+    "float tolerance": f"`RELATIVE_TOLERANCE` = {functional_checks.RELATIVE_TOLERANCE:g}",
 }
 
 
