@@ -243,7 +243,12 @@ def _prediction_differences(pairs: list[tuple[Any, Any]], values: dict[int, Any]
         if kind(producer(s)) == "InputLayer":
             continue
         values[id(s)] = recompute(s, values)
-        theirs = recompute(t, _their_inputs(s, t, values))
+        try:
+            theirs = recompute(t, _their_inputs(s, t, values))
+        except Exception as err:  # noqa: BLE001 - a layer of theirs that cannot take the specification's values
+            differences.append(Difference("layer", s, f"your {name_of(s)} cannot take what the specification's "
+                                                      f"receives: {type(err).__name__}: {str(err)[:200]}"))
+            continue
         deviation = _deviation(theirs, values[id(s)])
         if deviation > RELATIVE_TOLERANCE:
             differences.append(Difference("dropout" if kind(producer(s)) == "Dropout" else "layer", s,
@@ -282,7 +287,10 @@ def _training_differences(pairs: list[tuple[Any, Any]], values: dict[int, Any],
         if kind(spec_op) == "InputLayer" or not (trains_differently(spec_op) or trains_differently(student_op)):
             continue
         spec_drops = _dropping(s, {id(a): values[id(a)] for a in inputs_of(s)})
-        their_drops = _dropping(t, _their_inputs(s, t, values))
+        try:
+            their_drops = _dropping(t, _their_inputs(s, t, values))
+        except Exception:  # noqa: BLE001 - already a difference in prediction
+            continue
         if spec_drops != their_drops:
             differences.append(Difference("dropout", s, _explain_training(s, t, name_of, spec_drops, their_drops)))
     return differences
