@@ -100,7 +100,8 @@ def deviations(student: tf.keras.Model, spec: tf.keras.Model, seed: int = 0) -> 
         if kind(producer(s)) != "InputLayer" and id(s) not in values:
             values[id(s)] = recompute(s, values)
             layer = max(layer, _deviation(recompute(t, _their_inputs(s, t, values)), values[id(s)]))
-    full = [rng.standard_normal((BATCH, *x.shape[1:])).astype("float32") for x in spec.inputs]
+    arrays = [rng.standard_normal((BATCH, *x.shape[1:])).astype("float32") for x in spec.inputs]
+    full = arrays if len(arrays) > 1 else arrays[0]
     whole = max(_deviation(a, b) for a, b in zip(tf.nest.flatten(student(full)), tf.nest.flatten(spec(full)),
                                                  strict=True))
     return {"layer": layer, "outputs": whole}
