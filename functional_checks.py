@@ -365,9 +365,9 @@ def _activation_text(name: str) -> str:
 
 def padding_matters(op: Any, input_shape: tuple) -> bool:
     """Whether ``padding='same'`` pads anything here: not for a 1x1 kernel, nor 2x2 pooling of even sizes."""
-    window = getattr(op, "kernel_size", None) or getattr(op, "pool_size", (1, 1))
-    dilation = getattr(op, "dilation_rate", (1, 1))
-    strides = getattr(op, "strides", None) or window
+    window: tuple = tuple(getattr(op, "kernel_size", None) or getattr(op, "pool_size", None) or (1, 1))
+    dilation: tuple = tuple(getattr(op, "dilation_rate", None) or (1, 1))
+    strides: tuple = tuple(getattr(op, "strides", None) or window)
     for size, k, d, stride in zip(input_shape[1:3], window, dilation, strides, strict=False):
         if size is None:
             return True
@@ -388,10 +388,35 @@ def setting_differences(spec_op: Any, student_op: Any, input_shape: tuple | None
                 and not padding_matters(spec_op, input_shape):
             continue
         if name == "activation":
-            found.append(f"{_activation_text(theirs)}; the specification's {_activation_text(spec_value)}")
+            found.append(f"{_activation_text(theirs)}; the specification's {_activation_text(spec_value)} "
+                         f"({_fix(spec_op, name, spec_value)})")
         else:
-            found.append(f"has {name}={theirs!r}; the specification's has {name}={spec_value!r}")
+            found.append(f"has {name}={theirs!r}; the specification's has {name}={spec_value!r} "
+                         f"({_fix(spec_op, name, spec_value)})")
     return found
+
+
+def _default(op: Any, name: str) -> Any:
+    """The value a layer's class gives setting ``name`` when it is not written, normalised like ``_setting``."""
+    try:
+        parameter = inspect.signature(type(op).__init__).parameters.get(name)
+    except (TypeError, ValueError):
+        return inspect.Parameter.empty
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return inspect.Parameter.empty
+    default = parameter.default
+    if name == "activation":
+        return "linear" if default in (None, "linear") else default
+    if isinstance(default, int) and not isinstance(default, bool) and name in ("strides", "dilation_rate"):
+        return (default, default)
+    return default.lower() if isinstance(default, str) else default
+
+
+def _fix(op: Any, name: str, spec_value: Any) -> str:
+    """What to write: leave the argument out when the specification's value is the default."""
+    if _default(op, name) == spec_value:
+        return f"leave {name}= out"
+    return f"write activation={spec_value!r}" if name == "activation" else f"write {name}={spec_value!r}"
 
 
 def keyword_differences(s: Any, t: Any) -> list[str]:
@@ -446,7 +471,7 @@ def _describe_drops(pattern: tuple | None) -> str:
 def _explain_training(s: Any, t: Any, name_of: Namer, spec_drops: tuple | None, their_drops: tuple | None) -> str:
     what = name_of(s)
     found = keyword_differences(s, t) + setting_differences(producer(s), producer(t), _input_shape(s))
-    detail = f" (yours {'; and it '.join(found)})" if found else ""
+    detail = f": yours {'; and it '.join(found)}" if found else ""
     return (f"in training, your {what} {_describe_drops(their_drops)}; the specification's "
             f"{_describe_drops(spec_drops)}{detail}.")
 

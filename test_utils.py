@@ -40,9 +40,11 @@ else:
     tf = _import_tensorflow_quietly()
 
 # -- Keras internals ------------------------------------------------------------
-# Which layer made a tensor, and from which tensors, is not public Keras API:
-# these two functions are the only place the checks read it (probe.py has its
-# own copy of the first, as it must run on its own).  Checked with Keras:
+# Which layer made a tensor, from which tensors and with which call arguments,
+# is not public Keras API: the four functions below are the only place the
+# checks read it (probe.py has its own copy of the first, as it must run on
+# its own; functional_checks.py calls a layer again through ``recompute``).
+# Checked with Keras:
 KERAS_CHECKED_WITH = {"keras": "3.15.1"}
 
 
