@@ -117,10 +117,11 @@ def computes_alike(model: tf.keras.Model, reference: tf.keras.Model, seed: int =
     """Whether two models of equal descriptions compute the same, run by Keras with the same random weights."""
     if id(reference) not in _RUNS:
         rng = np.random.default_rng(seed)
+        theirs = _keys(reference)[1]
         weights = {key: [rng.uniform(-0.5, 0.5, tuple(w.shape)).astype("float32") for w in op.weights]
-                   for key, op in _keys(reference)[1].items() if getattr(op, "weights", None)}
+                   for key, op in theirs.items() if getattr(op, "weights", None)}
         for key, values in weights.items():
-            _keys(reference)[1][key].set_weights(values)
+            theirs[key].set_weights(values)
         arrays = [rng.standard_normal((1, *t.shape[1:])).astype("float32") for t in reference.inputs]
         x = arrays if len(arrays) > 1 else arrays[0]
         _RUNS[id(reference)] = (weights, x, _run(reference, x))
