@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 
-.PHONY: venv data demo test test-hub lint figures bench browser-deps sandbox-deps postgres-deps clean hub hub-deps hub-setup hub-remove
+.PHONY: venv data demo test test-hub lint figures specification bench browser-deps sandbox-deps postgres-deps clean hub hub-deps hub-setup hub-remove
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ lint: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/python notebooks/make_figures.py
+
+# specification.json, the specification's networks for the visible checks, from the reference
+# solutions; run it after changing a solution or a visible example (a test says when it is due).
+specification: $(STAMP)
+	$(BIN)/python -m grader.dev.specification_file
 
 # Speed and quality figures (bench/); about half an hour on 2 cores.  BENCH_ARGS
 # picks sections, e.g. make bench BENCH_ARGS="--only grading,throughput".

@@ -301,19 +301,30 @@ def what_it_is(value: Any) -> str:
     return type(value).__name__
 
 
-def _conv_block_case(tf: Any, func: Callable, case: dict) -> dict:
+def conv_block_model(tf: Any, func: Callable, case: dict) -> Any:
+    """The model from an input to what ``conv_block`` returns for ``case``, or what it returned instead."""
     x = tf.keras.layers.Input(tuple(case["shape"]))
     result = func(x) if case["kwargs"] is None else func(inputs=x, **case["kwargs"])
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        return {"returned": what_it_is(result)}
-    return {"model": tf.keras.Model(x, [result[0], result[1]]).to_json()}
+        return what_it_is(result)
+    return tf.keras.Model(x, [result[0], result[1]])
 
 
-def _upsampling_case(tf: Any, func: Callable, case: dict) -> dict:
+def upsampling_model(tf: Any, func: Callable, case: dict) -> Any:
+    """The model from the two inputs to what ``upsampling_block`` returns for ``case``."""
     expansive = tf.keras.layers.Input(tuple(case["expansive"]))
     contractive = tf.keras.layers.Input(tuple(case["contractive"]))
     out = func(expansive, contractive, n_filters=case["n_filters"])
-    return {"model": tf.keras.Model([expansive, contractive], out).to_json()}
+    return tf.keras.Model([expansive, contractive], out)
+
+
+def _conv_block_case(tf: Any, func: Callable, case: dict) -> dict:
+    model = conv_block_model(tf, func, case)
+    return {"returned": model} if isinstance(model, str) else {"model": model.to_json()}
+
+
+def _upsampling_case(tf: Any, func: Callable, case: dict) -> dict:
+    return {"model": upsampling_model(tf, func, case).to_json()}
 
 
 def record_unet(tf: Any, func: Callable, input_size: tuple, n_filters: int, n_classes: int,

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import textwrap
+from pathlib import Path
 from typing import Any
 
+import functional_checks
 import probe
 from test_utils import activation_name, comparator, initializer_name, inputs_of, producer, summary, tf
 
@@ -383,36 +386,166 @@ def _judge_unet_head(model: tf.keras.Model, decoder_out: str, input_size, n_filt
         )
 
 
+# -- what the networks compute: which graded cell each difference concerns -------------
+
+def conv_aspect(difference: functional_checks.Difference, spec: tf.keras.Model, calls: dict | None) -> str | None:
+    """``layers`` for a layer's result, ``options`` for dropout; None (the cell making the call) for wiring."""
+    return {"layer": "layers", "dropout": "options"}.get(difference.kind)
+
+
+def upsampling_aspect(difference: functional_checks.Difference, spec: tf.keras.Model, calls: dict | None) -> str:
+    """``layers`` for the two Conv2D layers; ``wiring`` for the transposed convolution and the concatenation."""
+    is_conv = difference.kind == "layer" and functional_checks.kind(producer(difference.where)) == "Conv2D"
+    return "layers" if is_conv else "wiring"
+
+
+def _tensor_named(model: tf.keras.Model, name: str) -> Any:
+    for op in model.operations:
+        for tensor in tf.nest.flatten(op.output):
+            if probe.ref(tensor) == name:
+                return tensor
+    return None
+
+
+def _upstream(tensor: Any) -> set[int]:
+    """``id()`` of ``tensor`` and of every tensor it is computed from."""
+    found, pending = set(), [tensor]
+    while pending:
+        t = pending.pop()
+        if id(t) not in found:
+            found.add(id(t))
+            if functional_checks.kind(producer(t)) != "InputLayer":
+                pending.extend(inputs_of(t))
+    return found
+
+
+def unet_aspect(difference: functional_checks.Difference, spec: tf.keras.Model, calls: dict | None) -> str:
+    """``encoder`` for what comes before the bottleneck's output (the model input included), else ``decoder``."""
+    bottleneck = _tensor_named(spec, calls["down"][4]["next"]) if calls and len(calls["down"]) == 5 else None
+    return "encoder" if bottleneck is not None and id(difference.where) in _upstream(bottleneck) else "decoder"
+
+
+def unet_namer(spec: tf.keras.Model) -> functional_checks.Namer:
+    """The U-Net's own layers by their place: the 1x1 output layer and the 3x3 Conv2D before it."""
+    out = spec.outputs[0]
+    before = inputs_of(out)[0] if functional_checks.kind(producer(out)) != "InputLayer" else None
+
+    def name_of(tensor: Any) -> str:
+        if tensor is out:
+            return "1x1 Conv2D (the output layer)"
+        if tensor is before:
+            return "3x3 Conv2D before the output layer"
+        return f"{functional_checks.kind(producer(tensor))} layer"
+
+    return name_of
+
+
+ASPECTS = {"conv_block": conv_aspect, "upsampling_block": upsampling_aspect, "unet_model": unet_aspect}
+NAMERS = {"unet_model": unet_namer}
+
+
+def computation_differences(function: str, student: tf.keras.Model, spec: tf.keras.Model,
+                            calls: dict | None) -> list[tuple[str | None, functional_checks.Difference]]:
+    """What ``student`` computes differently from ``spec``, each with the aspect (graded cell) it concerns."""
+    namer = NAMERS[function](spec) if function in NAMERS else None
+    found = functional_checks.compare(student, spec, namer)
+    return [(ASPECTS[function](d, spec, calls), d) for d in found]
+
+
+def judge_computation(differences: list[tuple[str | None, functional_checks.Difference]], aspect: str,
+                      own_call: bool, context: str) -> None:
+    """Fail with the first difference of ``aspect`` (or of wiring, when this cell made the call)."""
+    mine = [d for got, d in differences if got == aspect or (got is None and own_call)]
+    if mine:
+        raise CheckFailed(f"{context}: {functional_checks.first_messages(mine)}")
+
+
 # -- the visible checks: the notebook's own examples ----------------------------
 
 EXAMPLE_INPUT = (96, 128, 3)
+UPSAMPLING_EXAMPLE = ((12, 16, 256), (24, 32, 128), 32)
+UNET_EXAMPLE = (EXAMPLE_INPUT, 32, 23)
 
 
-def _conv_model(conv_block, input_shape, **kwargs) -> tf.keras.Model:
-    x = layers.Input(input_shape)
+def _conv_call(n_filters=None, dropout=None, pooling=None) -> dict:
+    kwargs = None if n_filters is None else {"n_filters": n_filters, "dropout_prob": dropout, "max_pooling": pooling}
+    return {"function": "conv_block", "shape": list(EXAMPLE_INPUT), "kwargs": kwargs}
+
+
+# The calls the visible checks make, by name; specification.json holds the specification's network for each.
+VISIBLE_CALLS: dict[str, dict] = {
+    "conv_example": _conv_call(32, 0, True),
+    "conv_defaults": _conv_call(),
+    "conv_dropout": _conv_call(1024, 0.1, True),
+    "conv_no_pooling": _conv_call(32, 0, False),
+    "upsampling_example": {"function": "upsampling_block", "expansive": list(UPSAMPLING_EXAMPLE[0]),
+                           "contractive": list(UPSAMPLING_EXAMPLE[1]), "n_filters": UPSAMPLING_EXAMPLE[2]},
+    "unet_example": {"function": "unet_model", "input_size": list(EXAMPLE_INPUT), "n_filters": UNET_EXAMPLE[1],
+                     "n_classes": UNET_EXAMPLE[2]},
+}
+SPECIFICATION_FILE = Path(__file__).with_name("specification.json")
+_specification: dict[str, tuple[tf.keras.Model, dict | None]] = {}
+
+
+def specification_network(name: str) -> tuple[tf.keras.Model, dict | None]:
+    """The specification's network for the visible call ``name`` (for ``unet_model``, with its block calls)."""
+    if name not in _specification:
+        try:
+            stored = json.loads(SPECIFICATION_FILE.read_text())[name]
+        except (OSError, ValueError, KeyError):
+            raise CheckFailed(f"{SPECIFICATION_FILE.name} is missing or damaged next to spec_checks.py; copy it "
+                              "again from the assignment folder.") from None
+        _specification[name] = (tf.keras.models.model_from_json(json.dumps(stored["model"])), stored["calls"])
+    return _specification[name]
+
+
+def in_float32(model: tf.keras.Model) -> tf.keras.Model:
+    """``model`` if all of it computes in float32, else a copy that does (mixed precision may be on)."""
+    if all(getattr(getattr(op, "dtype_policy", None), "name", "float32") == "float32" for op in model.operations):
+        return model
+    config = functional_checks.float32_config(json.loads(model.to_json()))
+    return tf.keras.models.model_from_json(json.dumps(config))
+
+
+def _computes_as_specified(function: str, model: tf.keras.Model, call: str, aspect: str, context: str) -> None:
+    spec, spec_calls = specification_network(call)
+    judge_computation(computation_differences(function, in_float32(model), spec, spec_calls), aspect, True, context)
+
+
+def _conv_model(conv_block, call: dict) -> tf.keras.Model:
+    x = layers.Input(tuple(call["shape"]))
+    kwargs = call["kwargs"] or {}
     result = conv_block(x, **kwargs)
-    context = conv_context(input_shape, *(kwargs.get(k, d) for k, d in SIGNATURES["conv_block"][1:]))
+    context = conv_context(call["shape"], *(kwargs.get(k, d) for k, d in SIGNATURES["conv_block"][1:]))
     expect(isinstance(result, (tuple, list)) and len(result) == 2,
            f"{context}: conv_block must return two values, (next_layer, skip_connection); "
            f"it returned a {probe.what_it_is(result)}.")
     return tf.keras.Model(x, [result[0], result[1]])
 
 
+def _conv_judged(conv_block, name: str, aspect: str) -> None:
+    call = VISIBLE_CALLS[name]
+    kw = call["kwargs"]
+    model = _conv_model(conv_block, call)
+    if kw is None:
+        judge_conv_defaults(model, EXAMPLE_INPUT)
+        context = "conv_block(inputs) with the default arguments"
+    else:
+        f, dropout, pooling = kw["n_filters"], kw["dropout_prob"], kw["max_pooling"]
+        context = conv_context(EXAMPLE_INPUT, f, dropout, pooling)
+        judge_conv_block(model, EXAMPLE_INPUT, f, dropout, pooling, context)
+    _computes_as_specified("conv_block", model, name, aspect, context)
+
+
 def _conv_layers(conv_block) -> str:
-    model = _conv_model(conv_block, EXAMPLE_INPUT, n_filters=32, dropout_prob=0, max_pooling=True)
-    judge_conv_block(model, EXAMPLE_INPUT, 32, 0, True, conv_context(EXAMPLE_INPUT, 32, 0, True))
-    return "layers, shapes and the two returned tensors are right for the notebook's example"
+    _conv_judged(conv_block, "conv_example", "layers")
+    return "layers, shapes, the two returned tensors and what they compute are right for the notebook's example"
 
 
 def _conv_options(conv_block) -> str:
-    judge_conv_defaults(_conv_model(conv_block, EXAMPLE_INPUT), EXAMPLE_INPUT)
-    for f, dropout, pooling in [(1024, 0.1, True), (32, 0, False)]:
-        model = _conv_model(conv_block, EXAMPLE_INPUT, n_filters=f, dropout_prob=dropout, max_pooling=pooling)
-        judge_conv_block(model, EXAMPLE_INPUT, f, dropout, pooling, conv_context(EXAMPLE_INPUT, f, dropout, pooling))
+    for name in ("conv_defaults", "conv_dropout", "conv_no_pooling"):
+        _conv_judged(conv_block, name, "options")
     return "the defaults, dropout and max_pooling=False work on the notebook's example"
-
-
-UPSAMPLING_EXAMPLE = ((12, 16, 256), (24, 32, 128), 32)
 
 
 def _upsampling_model(upsampling_block) -> tf.keras.Model:
@@ -422,17 +555,17 @@ def _upsampling_model(upsampling_block) -> tf.keras.Model:
 
 
 def _upsampling_layers(upsampling_block) -> str:
-    judge_upsampling_layers(_upsampling_model(upsampling_block), *UPSAMPLING_EXAMPLE,
-                            upsampling_context(*UPSAMPLING_EXAMPLE))
-    return "layers, shapes and parameter counts are right for the notebook's example"
+    model, context = _upsampling_model(upsampling_block), upsampling_context(*UPSAMPLING_EXAMPLE)
+    judge_upsampling_layers(model, *UPSAMPLING_EXAMPLE, context)
+    _computes_as_specified("upsampling_block", model, "upsampling_example", "layers", context)
+    return "layers, shapes, parameter counts and what the convolutions compute are right for the notebook's example"
 
 
 def _upsampling_wiring(upsampling_block) -> str:
-    judge_upsampling_wiring(_upsampling_model(upsampling_block), upsampling_context(*UPSAMPLING_EXAMPLE))
+    model, context = _upsampling_model(upsampling_block), upsampling_context(*UPSAMPLING_EXAMPLE)
+    judge_upsampling_wiring(model, context)
+    _computes_as_specified("upsampling_block", model, "upsampling_example", "wiring", context)
     return "the transposed convolution and the concatenation order are right"
-
-
-UNET_EXAMPLE = (EXAMPLE_INPUT, 32, 23)
 
 
 def _recorded_unet(unet_model) -> tuple[tf.keras.Model, dict, str]:
@@ -446,12 +579,14 @@ def _recorded_unet(unet_model) -> tuple[tf.keras.Model, dict, str]:
 def _unet_encoder(unet_model) -> str:
     model, calls, context = _recorded_unet(unet_model)
     judge_unet_encoder(model, calls, EXAMPLE_INPUT, 32, context)
+    _computes_as_specified("unet_model", model, "unet_example", "encoder", context)
     return "the encoder blocks and the bottleneck are called as specified (checked with stand-in blocks)"
 
 
 def _unet_decoder(unet_model) -> str:
     model, calls, context = _recorded_unet(unet_model)
     judge_unet_decoder(model, calls, EXAMPLE_INPUT, 32, 23, context)
+    _computes_as_specified("unet_model", model, "unet_example", "decoder", context)
     return "the decoder blocks, skip connections and output layers are as specified (checked with stand-in blocks)"
 
 

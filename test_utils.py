@@ -40,9 +40,11 @@ else:
     tf = _import_tensorflow_quietly()
 
 # -- Keras internals ------------------------------------------------------------
-# Which layer made a tensor, and from which tensors, is not public Keras API:
-# these two functions are the only place the checks read it (probe.py has its
-# own copy of the first, as it must run on its own).  Checked with Keras:
+# Which layer made a tensor, from which tensors and with which call arguments,
+# is not public Keras API: the four functions below are the only place the
+# checks read it (probe.py has its own copy of the first, as it must run on
+# its own; functional_checks.py calls a layer again through ``recompute``).
+# Checked with Keras:
 KERAS_CHECKED_WITH = {"keras": "3.15.1"}
 
 
@@ -55,6 +57,28 @@ def inputs_of(tensor: Any) -> list:
     """The tensors that were passed to the layer that made ``tensor``."""
     history = tensor._keras_history
     return list(history.operation._inbound_nodes[history.node_index].input_tensors)
+
+
+def call_keywords(tensor: Any) -> dict:
+    """The keyword arguments, other than tensors, of the call that made ``tensor`` (``training=True``)."""
+    history = tensor._keras_history
+    arguments = history.operation._inbound_nodes[history.node_index].arguments
+    keywords = {} if arguments is None else arguments.kwargs
+    return {k: v for k, v in keywords.items() if getattr(v, "_keras_history", None) is None}
+
+
+def recompute(tensor: Any, values: dict[int, Any], **overrides: Any) -> Any:
+    """Call the layer that made ``tensor`` again, as it was called, on other values.
+
+    ``values`` maps ``id()`` of each input tensor of that call to the value to
+    use in its place; ``overrides`` replace keyword arguments of the call
+    (``training=True``).
+    """
+    history = tensor._keras_history
+    node = history.operation._inbound_nodes[history.node_index]
+    args, kwargs = node.arguments.fill_in(values)
+    outputs = history.operation(*args, **{**kwargs, **overrides})
+    return tf.nest.flatten(outputs)[history.tensor_index]
 
 
 # Extra fields that ``summary`` adds after [type, shape, params], per layer type.

@@ -7,6 +7,12 @@ were created in, aliases (``MaxPool2D``), argument forms (``3`` or
 ``(3, 3)``, ``'he_normal'`` or ``HeNormal()``) and settings without effect
 (pooling padding on even sizes) leave no trace.  It shares no code with the
 grader's checks, so a test can hold the checks to it.
+
+Equal descriptions are not yet the same network: a setting the description
+does not list, or a call argument (``Dropout(...)(x, training=True)``), can
+still change the result.  So the oracle also runs both models, the way Keras
+runs them, with the same weights: ``model(x)`` must give the same outputs,
+and ``model(x, training=True)`` must be random in the same outputs.
 """
 
 from __future__ import annotations
@@ -47,9 +53,9 @@ def _padding(op: Any, shape_in: tuple, window: tuple, strides: tuple) -> str:
 def _settings(op: Any, inputs: list) -> Any:
     layers = tf.keras.layers
     if isinstance(op, layers.Conv2DTranspose):
+        # The specification names no initializer for the transposed convolution: any is its network.
         return [op.filters, list(op.kernel_size), list(op.strides), op.padding, list(op.dilation_rate),
-                op.use_bias, _activation(op.activation), _initializer(op.kernel_initializer),
-                _initializer(op.bias_initializer)]
+                op.use_bias, _activation(op.activation), getattr(op, "output_padding", None)]
     if isinstance(op, layers.Conv2D):
         window = tuple((k - 1) * d + 1 for k, d in zip(op.kernel_size, op.dilation_rate, strict=True))
         return [op.filters, list(op.kernel_size), list(op.strides),
@@ -70,10 +76,11 @@ def _settings(op: Any, inputs: list) -> Any:
     return [type(op).__name__, json.loads(json.dumps(config, default=repr))]
 
 
-def describe(model: tf.keras.Model) -> list[str]:
-    """One fingerprint per model output, from what feeds it all the way back to the model's inputs."""
+def _keys(model: tf.keras.Model) -> tuple[list[str], dict[str, Any]]:
+    """The fingerprint of each output, and the operation that made each fingerprinted tensor."""
     positions = {id(t): i for i, t in enumerate(model.inputs)}
     memo: dict[int, str] = {}
+    made_by: dict[str, Any] = {}
 
     def key(tensor: Any) -> str:
         if id(tensor) in memo:
@@ -88,9 +95,47 @@ def describe(model: tf.keras.Model) -> list[str]:
             text = json.dumps([kind, _settings(op, inputs), history.tensor_index, list(tensor.shape),
                                [key(t) for t in inputs]])
         memo[id(tensor)] = hashlib.sha256(text.encode()).hexdigest()
+        made_by[memo[id(tensor)]] = op
         return memo[id(tensor)]
 
-    return [key(t) for t in model.outputs]
+    return [key(t) for t in model.outputs], made_by
+
+
+def describe(model: tf.keras.Model) -> list[str]:
+    """One fingerprint per model output, from what feeds it all the way back to the model's inputs."""
+    return _keys(model)[0]
+
+
+def _run(model: tf.keras.Model, x: Any) -> tuple[list[np.ndarray], list[bool]]:
+    """What ``model(x)`` gives, and which outputs ``model(x, training=True)`` changes (dropout before them)."""
+    predicted = [np.asarray(v) for v in tf.nest.flatten(model(x))]
+    trained = [np.asarray(v) for v in tf.nest.flatten(model(x, training=True))]
+    return predicted, [not np.array_equal(a, b) for a, b in zip(predicted, trained, strict=True)]
+
+
+def computes_alike(model: tf.keras.Model, reference: tf.keras.Model, seed: int = 0) -> bool:
+    """Whether two models of equal descriptions compute the same, run by Keras with the same random weights."""
+    if id(reference) not in _RUNS:
+        rng = np.random.default_rng(seed)
+        theirs = _keys(reference)[1]
+        weights = {key: [rng.uniform(-0.5, 0.5, tuple(w.shape)).astype("float32") for w in op.weights]
+                   for key, op in theirs.items() if getattr(op, "weights", None)}
+        for key, values in weights.items():
+            theirs[key].set_weights(values)
+        arrays = [rng.standard_normal((1, *t.shape[1:])).astype("float32") for t in reference.inputs]
+        x = arrays if len(arrays) > 1 else arrays[0]
+        _RUNS[id(reference)] = (weights, x, _run(reference, x))
+    weights, x, (expected, random) = _RUNS[id(reference)]
+    ours = _keys(model)[1]
+    for key, values in weights.items():
+        ours[key].set_weights(values)
+    predicted, trained = _run(model, x)
+    return trained == random and all(np.allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
+                                     for a, b in zip(predicted, expected, strict=True))
+
+
+# Per reference model: its weights, the input, and what it computes (the reference never changes).
+_RUNS: dict[int, tuple[dict[str, list[np.ndarray]], Any, tuple[list[np.ndarray], list[bool]]]] = {}
 
 
 def _conv_model(block: Any, args: dict) -> tf.keras.Model:
@@ -114,22 +159,25 @@ BUILDERS = {"conv_block": _conv_model, "upsampling_block": _upsampling_model, "u
 def same_network(student: dict, reference: dict, function: str, cases: list[dict]) -> bool:
     """Whether ``student[function]`` builds the reference's network for every argument set in ``cases``.
 
-    A function that raises, or returns something that is not the network,
+    The same network has the same description and computes the same.  A
+    function that raises, or returns something that is not the network,
     does not build it.
     """
     build = BUILDERS[function]
     for args in cases:
         try:
-            got = describe(build(student[function], args))
+            model = build(student[function], args)
+            got = describe(model)
         except Exception:  # noqa: BLE001 - code that cannot build the network does not build it
             return False
         key = (id(reference[function]), json.dumps(args, sort_keys=True))
-        if key not in _REFERENCE_DESCRIPTIONS:
-            _REFERENCE_DESCRIPTIONS[key] = describe(build(reference[function], args))
-        if got != _REFERENCE_DESCRIPTIONS[key]:
+        if key not in _REFERENCES:
+            built = build(reference[function], args)
+            _REFERENCES[key] = (built, describe(built))
+        if got != _REFERENCES[key][1] or not computes_alike(model, _REFERENCES[key][0]):
             return False
     return True
 
 
-# The reference's networks never change: each is described once per test session.
-_REFERENCE_DESCRIPTIONS: dict[tuple[int, str], list[str]] = {}
+# The reference's networks never change: each is built once per test session.
+_REFERENCES: dict[tuple[int, str], tuple[tf.keras.Model, list[str]]] = {}

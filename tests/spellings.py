@@ -99,6 +99,29 @@ SLOTS: list[Spelling] = [
     _s("pool_3x3", "conv_block", POOL, POOL.replace("((2, 2))", "((3, 3))"), False),
     _s("pool_always", "conv_block", POOL, "next_layer = MaxPooling2D((2, 2))(conv)", False),
     _s("skip_after_pooling", "conv_block", "skip_connection = conv", "skip_connection = next_layer", False),
+    # -- conv_block: settings and call arguments that change, or do not change, what it computes --
+    _s("conv_explicit_defaults", "conv_block", CONV1,
+       'Conv2D(n_filters, 3, strides=1, dilation_rate=(1, 1), use_bias=True, activation="relu", padding="same", '
+       'kernel_initializer="he_normal", bias_initializer="zeros")(inputs)'),
+    _s("conv_keyword_order_named", "conv_block", CONV1,
+       'Conv2D(kernel_initializer="he_normal", padding="same", activation="relu", kernel_size=3, '
+       'filters=n_filters, name=f"encoder_a_{n_filters}")(inputs)'),
+    _s("conv_dilation", "conv_block", CONV1, CONV1.replace('padding="same",', 'padding="same", dilation_rate=2,'),
+       False),
+    _s("conv2_dilation", "conv_block", CONV2, CONV2.replace('padding="same",', 'padding="same", dilation_rate=(2, 2),'),
+       False),
+    _s("dropout_seed", "conv_block", "Dropout(dropout_prob)(conv)", "Dropout(rate=dropout_prob, seed=42)(conv)"),
+    # Keras 3 passes the model's own training flag to every layer, overriding training=False.
+    _s("dropout_training_false", "conv_block", "Dropout(dropout_prob)(conv)",
+       "Dropout(dropout_prob)(conv, training=False)"),
+    _s("dropout_training_none", "conv_block", "Dropout(dropout_prob)(conv)",
+       "Dropout(dropout_prob)(conv, training=None)"),
+    _s("dropout_training_true", "conv_block", "Dropout(dropout_prob)(conv)",
+       "Dropout(dropout_prob)(conv, training=True)", False),
+    _s("dropout_noise_shape", "conv_block", "Dropout(dropout_prob)(conv)",
+       "Dropout(dropout_prob, noise_shape=(None, 1, 1, n_filters))(conv)", False),
+    _s("dropout_lambda_after", "conv_block", "Dropout(dropout_prob)(conv)",
+       "tf.keras.layers.Lambda(lambda t: t * 2.0)(Dropout(dropout_prob)(conv))", False),
     # -- upsampling_block -----------------------------------------------------
     _s("transpose_tuples", "upsampling_block", TRANSPOSE,
        'Conv2DTranspose(n_filters, (3, 3), strides=(2, 2), padding="same")(expansive_input)'),
@@ -117,6 +140,22 @@ SLOTS: list[Spelling] = [
     _s("up_conv_tuple_kernel", "upsampling_block", UP_CONV, UP_CONV.replace(", 3,", ", (3, 3),")),
     _s("up_conv_no_initializer", "upsampling_block", UP_CONV,
        'Conv2D(n_filters, 3, activation="relu", padding="same")(merge)', False),
+    # -- upsampling_block: settings and extra operations --
+    _s("transpose_linear_he_normal", "upsampling_block", TRANSPOSE,
+       'Conv2DTranspose(n_filters, 3, strides=2, padding="same", activation="linear", '
+       'kernel_initializer="he_normal")(expansive_input)'),
+    _s("transpose_activation_none_seeded", "upsampling_block", TRANSPOSE,
+       'Conv2DTranspose(n_filters, 3, activation=None, strides=(2, 2), padding="same", '
+       'kernel_initializer=tf.keras.initializers.GlorotUniform(seed=3))(expansive_input)'),
+    _s("transpose_relu", "upsampling_block", TRANSPOSE,
+       'Conv2DTranspose(n_filters, 3, strides=2, padding="same", activation="relu")(expansive_input)', False),
+    _s("transpose_no_bias", "upsampling_block", TRANSPOSE,
+       'Conv2DTranspose(n_filters, 3, strides=2, padding="same", use_bias=False)(expansive_input)', False),
+    _s("up_conv_dilation", "upsampling_block", UP_CONV,
+       UP_CONV.replace('padding="same",', 'padding="same", dilation_rate=2,'), False),
+    _s("merge_scaled_skip", "upsampling_block", MERGE, "concatenate([up, contractive_input * 2.0], axis=3)", False),
+    _s("merge_relu_on_up", "upsampling_block", MERGE,
+       "concatenate([tf.keras.layers.ReLU()(up), contractive_input], axis=3)", False),
     # -- unet_model -----------------------------------------------------------
     _s("block1_all_keywords", "unet_model", BLOCK1,
        "conv_block(inputs=inputs, n_filters=n_filters, dropout_prob=0, max_pooling=True)"),
@@ -168,6 +207,18 @@ SLOTS: list[Spelling] = [
     _s("head1_softmax", "unet_model", HEAD1, 'Conv2D(n_classes, 1, padding="same", activation="softmax")(conv9)',
        False),
     _s("head1_hard_coded_23", "unet_model", HEAD1, 'Conv2D(23, 1, padding="same")(conv9)', False),
+    # -- unet_model: the head's settings, an extra operation --
+    _s("head3_explicit_defaults", "unet_model", HEAD3,
+       'Conv2D(n_filters, 3, strides=(1, 1), dilation_rate=1, use_bias=True, activation="relu", padding="same", '
+       'kernel_initializer="he_normal", name="head")(ublock9)'),
+    _s("head3_dilation", "unet_model", HEAD3, HEAD3.replace('padding="same",', 'padding="same", dilation_rate=2,'),
+       False),
+    _s("head3_no_bias", "unet_model", HEAD3, HEAD3.replace('padding="same",', 'padding="same", use_bias=False,'),
+       False),
+    _s("head1_no_bias", "unet_model", HEAD1, 'Conv2D(n_classes, 1, padding="same", use_bias=False)(conv9)', False),
+    _s("head1_valid_padding_named", "unet_model", HEAD1, 'Conv2D(n_classes, 1, padding="valid", name="logits")(conv9)'),
+    _s("input_rescaled", "unet_model", BLOCK1, "conv_block(tf.keras.layers.Rescaling(1 / 255)(inputs), n_filters)",
+       False),
     _s("model_positional", "unet_model", MODEL, "tf.keras.Model(inputs, conv10)"),
 ]
 

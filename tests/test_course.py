@@ -45,7 +45,8 @@ def test_example_submissions_get_their_exact_scores(course):
 
 def test_release_is_self_contained(course):
     names = {p.relative_to(course.release).as_posix() for p in course.release.rglob("*") if p.is_file()}
-    assert {f"{NOTEBOOK}.ipynb", "test_utils.py", "carla_data.py", "carla_plots.py", "carla_synth.py", "precision.py",
+    assert {f"{NOTEBOOK}.ipynb", "test_utils.py", "spec_checks.py", "functional_checks.py", "specification.json",
+            "carla_data.py", "carla_plots.py", "carla_synth.py", "precision.py",
             "images/unet_architecture.png", "images/unet_blocks.png", "requirements.txt"} <= names
     assert not any(p.is_symlink() for p in course.release.rglob("*")), "students must get real files"
 

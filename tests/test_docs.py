@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+import functional_checks
 from grader.course import ROOT
 from grader.engine.execute import SandboxedExecute
 from grader.engine.validate import ValidateExecute
@@ -43,6 +44,9 @@ QUOTES = {
     "scratch space": f"its home ({_default(SandboxedExecute, 'scratch_bytes') // 2**30} GiB, "
                      "`--SandboxedExecute.scratch_bytes`)",
 }
+
+# What the functional checks take as the same result.
+QUOTES["float tolerance"] = f"`RELATIVE_TOLERANCE` = {functional_checks.RELATIVE_TOLERANCE:g}"
 
 
 @pytest.mark.parametrize("setting", QUOTES)

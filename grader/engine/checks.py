@@ -22,13 +22,17 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import functional_checks
+from grader.engine import specification
 from probe import collect
 from spec_checks import (
     SIGNATURES,
     CheckFailed,
     check_function,
+    computation_differences,
     conv_context,
     expect,
+    judge_computation,
     judge_conv_block,
     judge_conv_defaults,
     judge_unet_decoder,
@@ -74,6 +78,7 @@ class Evidence:
 
     data: dict
     _models: dict = field(default_factory=dict)
+    _differences: dict = field(default_factory=dict)
 
     def function(self, name: str) -> dict:
         return self.data.get("functions", {}).get(name, {"defined": False})
@@ -94,6 +99,26 @@ class Evidence:
             self._models[case.key] = rebuild(self.result(case, context)["model"], context)
         return self._models[case.key]
 
+    def differences(self, case: Case) -> list[tuple[str | None, functional_checks.Difference]]:
+        """What the model of ``case`` computes differently from the specification's, each with its aspect.
+
+        Empty when the call built no model: the cells that make that call say why.
+        """
+        if case.key not in self._differences:
+            self._differences[case.key] = self._compare(case)
+        return self._differences[case.key]
+
+    def _compare(self, case: Case) -> list[tuple[str | None, functional_checks.Difference]]:
+        answer = self.data.get("cases", {}).get(case.key) or {}
+        if "model" not in answer:
+            return []
+        try:
+            student = self.model(case, "")
+        except CheckFailed:
+            return []
+        spec, calls = specification.model_for(case.request())
+        return computation_differences(case.function, student, spec, calls)
+
 
 def rebuild(text: str, context: str) -> tf.keras.Model:
     """A model from its JSON configuration, accepting only built-in Keras layers."""
@@ -113,7 +138,8 @@ def rebuild(text: str, context: str) -> tf.keras.Model:
                 "build it from the layers named in the exercise (Conv2D, Dropout, MaxPooling2D, ...)."
             )
     try:
-        return tf.keras.models.model_from_json(text)
+        # Both networks are run in float32, whatever precision the notebook switched to.
+        return tf.keras.models.model_from_json(json.dumps(functional_checks.float32_config(config)))
     except Exception as err:  # noqa: BLE001 - any configuration Keras refuses
         raise CheckFailed(f"{context}: the model could not be rebuilt: {type(err).__name__}: {err}") from None
 
@@ -155,18 +181,38 @@ def judge_conv_case(evidence: Evidence, case: Case) -> None:
     judge_conv_block(_conv_outputs(evidence, case, context), shape, f, dropout, pooling, context)
 
 
+def conv_call_context(case: Case) -> str:
+    kw = case.args["kwargs"]
+    if kw is None:
+        return "conv_block(inputs) with the default arguments"
+    return conv_context(tuple(case.args["shape"]), kw["n_filters"], kw["dropout_prob"], kw["max_pooling"])
+
+
+def judge_what_it_computes(evidence: Evidence, own: list[Case], every: list[Case], aspect: str,
+                           context_of: Callable[[Case], str]) -> None:
+    """What the networks compute: a difference of ``aspect`` in any call, or of wiring in this cell's own calls."""
+    for case in every:
+        judge_computation(evidence.differences(case), aspect, case in own, context_of(case))
+
+
+CONV_CASES = [*CONV_DEFAULT_CASES, CONV_DEFAULTS_CALL, *CONV_OPTION_CASES]
+
+
 def check_conv_block_default(evidence: Evidence) -> None:
-    """Layers, shapes and outputs of ``conv_block`` with pooling, several sizes."""
+    """Layers, shapes, outputs and what the layers compute of ``conv_block`` with pooling, several sizes."""
     for case in CONV_DEFAULT_CASES:
         judge_conv_case(evidence, case)
+    judge_what_it_computes(evidence, CONV_DEFAULT_CASES, CONV_CASES, "layers", conv_call_context)
 
 
 def check_conv_block_options(evidence: Evidence) -> None:
-    """Defaults, dropout on and off, pooling off, and where the skip is taken."""
+    """Defaults, dropout on and off (in prediction and in training), pooling off, and where the skip is taken."""
     model = _conv_outputs(evidence, CONV_DEFAULTS_CALL, "conv_block(inputs) with the default arguments")
     judge_conv_defaults(model, CONV_DEFAULTS_CALL.args["shape"])
     for case in CONV_OPTION_CASES:
         judge_conv_case(evidence, case)
+    judge_what_it_computes(evidence, [CONV_DEFAULTS_CALL, *CONV_OPTION_CASES], CONV_CASES, "options",
+                           conv_call_context)
 
 
 # -- Exercise 2 --------------------------------------------------------------
@@ -182,18 +228,24 @@ def upsampling_args(case: Case) -> tuple[list, list, int]:
     return a["expansive"], a["contractive"], a["n_filters"]
 
 
+def upsampling_call_context(case: Case) -> str:
+    return upsampling_context(*upsampling_args(case))
+
+
 def check_upsampling_layers(evidence: Evidence) -> None:
-    """Layers, shapes and parameter counts of ``upsampling_block``."""
+    """Layers, shapes, parameter counts and what the convolutions compute of ``upsampling_block``."""
     for case in UPSAMPLING_CASES:
         context = upsampling_context(*upsampling_args(case))
         judge_upsampling_layers(evidence.model(case, context), *upsampling_args(case), context)
+    judge_what_it_computes(evidence, UPSAMPLING_CASES, UPSAMPLING_CASES, "layers", upsampling_call_context)
 
 
 def check_upsampling_wiring(evidence: Evidence) -> None:
-    """Transpose settings, what is concatenated with what, and in which order."""
+    """Transpose settings, what is concatenated with what, in which order, and what they compute."""
     for case in UPSAMPLING_CASES:
         context = upsampling_context(*upsampling_args(case))
         judge_upsampling_wiring(evidence.model(case, context), context)
+    judge_what_it_computes(evidence, UPSAMPLING_CASES, UPSAMPLING_CASES, "wiring", upsampling_call_context)
 
 
 # -- Exercise 3 --------------------------------------------------------------
@@ -213,19 +265,26 @@ def unet_of(evidence: Evidence, case: Case) -> tuple[tf.keras.Model, dict, str]:
     return evidence.model(case, context), answer, context
 
 
+def unet_call_context(case: Case) -> str:
+    a = case.args
+    return unet_context(a["input_size"], a["n_filters"], a["n_classes"])
+
+
 def check_unet_encoder(evidence: Evidence) -> None:
-    """The five ``conv_block`` calls: filters, dropout, pooling and chaining."""
+    """The five ``conv_block`` calls: filters, dropout, pooling and chaining; what comes before the bottleneck."""
     for case in UNET_CASES:
         model, calls, context = unet_of(evidence, case)
         judge_unet_encoder(model, calls, case.args["input_size"], case.args["n_filters"], context)
+    judge_what_it_computes(evidence, [], UNET_CASES, "encoder", unet_call_context)
 
 
 def check_unet_decoder(evidence: Evidence) -> None:
-    """The four ``upsampling_block`` calls, the skip connections and the output head."""
+    """The four ``upsampling_block`` calls, the skip connections, the output head and what it computes."""
     for case in UNET_CASES:
         model, calls, context = unet_of(evidence, case)
         a = case.args
         judge_unet_decoder(model, calls, a["input_size"], a["n_filters"], a["n_classes"], context)
+    judge_what_it_computes(evidence, UNET_CASES, UNET_CASES, "decoder", unet_call_context)
 
 
 # -- the graded cells ----------------------------------------------------------
