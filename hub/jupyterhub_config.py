@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from hub.accounts import as_account_command  # noqa: E402
 from hub.layout import DEFAULT_STATE, HubLayout  # noqa: E402
+from hub.provision import grader_env  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it reads this file
 
@@ -128,11 +129,7 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
         "environment": {
             "JUPYTERHUB_DEFAULT_URL": "/lab",
-            "PATH": f"{env_bin}:/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": hub.pythonpath("grader"),
-            "JUPYTER_CONFIG_PATH": hub.config_path("grader"),
-            "CARLA_DATA_DIR": str(hub.data),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
+            **grader_env(hub),
         },
     },
     {
@@ -147,11 +144,7 @@ c.JupyterHub.services = [
         "cwd": str(hub.course),
         "oauth_no_confirm": True,
         "environment": {
-            "PATH": f"{env_bin}:/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": hub.pythonpath("grader"),
-            "JUPYTER_CONFIG_PATH": hub.config_path("grader"),
-            "CARLA_DATA_DIR": str(hub.data),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
+            **grader_env(hub),
             "UNET_GRADING_INBOUND": str(hub.inbound),
             "UNET_GRADING_COURSE_ID": course,
             "UNET_GRADING_WORKERS": str(hub.grading_workers),

@@ -110,17 +110,15 @@ def open_assignments(page) -> None:
     page.locator("#released_assignments_list_loading").wait_for(state="hidden", timeout=60_000)
 
 
-def fill_in_and_validate(page, hub, user: str, code: dict[str, str], shot: str) -> str:
-    """Open the fetched notebook, type ``code`` into its exercise cells, save, press Validate; the dialog's text."""
-    nb = release_notebook(hub)
+def type_solutions(page, nb: nbformat.NotebookNode, code: dict[str, str], timeout: int) -> None:
+    """Once the open notebook ``nb`` has all its cells and an idle kernel, type ``code`` into its exercise
+    cells and save, as a student does; returns when the save is done."""
     exercises = {c.metadata.nbgrader["grade_id"]: i for i, c in enumerate(nb.cells)
                  if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
-    fetched = page.locator("#fetched_assignments_list")
-    fetched.get_by_role("button", name=ASSIGNMENT).click()
-    fetched.get_by_role("link", name=NOTEBOOK, exact=True).click()
     page.wait_for_function(
-        f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === {len(nb.cells)}", timeout=120_000)
-    page.get_by_text("| Idle").wait_for(timeout=120_000)
+        f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === {len(nb.cells)}", timeout=timeout)
+    # Typed into before its kernel is up, the notebook is changed again after it is saved.
+    page.get_by_text("| Idle").wait_for(timeout=timeout)
     cells = page.locator(".jp-Notebook .jp-Cell")
     for exercise, index in exercises.items():
         cells.nth(index).locator(".cm-content").click()
@@ -128,8 +126,16 @@ def fill_in_and_validate(page, hub, user: str, code: dict[str, str], shot: str) 
         page.keyboard.insert_text(code[exercise])
     page.keyboard.press("Escape")
     page.keyboard.press("Control+S")
-    # Validate saves too; pressing it while this save is under way makes Lab ask about a changed file.
     page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+
+
+def fill_in_and_validate(page, hub, user: str, code: dict[str, str], shot: str) -> str:
+    """Open the fetched notebook, type ``code`` into its exercise cells, save, press Validate; the dialog's text."""
+    fetched = page.locator("#fetched_assignments_list")
+    fetched.get_by_role("button", name=ASSIGNMENT).click()
+    fetched.get_by_role("link", name=NOTEBOOK, exact=True).click()
+    type_solutions(page, release_notebook(hub), code, timeout=120_000)
+    # Validate saves too; pressing it while the save is under way makes Lab ask about a changed file.
     time.sleep(1)
     page.get_by_role("tabpanel", name=f"{NOTEBOOK}.ipynb").get_by_title("Validate Assignment").click()
     dialog = page.locator(".jp-Dialog", has_text="Validat")

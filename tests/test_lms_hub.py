@@ -44,7 +44,15 @@ from hub.lms.tables import lms_engine, people
 from hub.lms.testing.platform import LocalPlatform, new_person
 from hub.lms.testing.tls import make_localhost_certificate
 from tests.hub_harness import free_ports, running_hub
-from tests.test_hub import BROWSER_ARGS, CHROMIUM, MISSING, release_notebook, submit
+from tests.test_hub import (
+    BROWSER_ARGS,
+    CHROMIUM,
+    MISSING,
+    open_assignments,
+    release_notebook,
+    submit,
+    type_solutions,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 if MISSING and not os.environ.get("CI"):
@@ -167,8 +175,6 @@ def test_a_student_launches_works_submits_and_the_lms_gradebook_shows_100(hub, l
     from playwright.sync_api import sync_playwright
 
     nb = release_notebook(hub)
-    exercises = {c.metadata.nbgrader["grade_id"]: i for i, c in enumerate(nb.cells)
-                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
     code = reference_solutions()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
@@ -178,22 +184,9 @@ def test_a_student_launches_works_submits_and_the_lms_gradebook_shows_100(hub, l
             page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Ann'].sub}")
             page.get_by_role("link", name="U-Net segmentation").click()
             page.wait_for_url(f"**/lab/tree/{ASSIGNMENT}/{NOTEBOOK}.ipynb**", timeout=240_000)
-            page.wait_for_function(
-                f"document.querySelectorAll('.jp-Notebook .jp-Cell').length === {len(nb.cells)}", timeout=180_000)
-            # Typed into before its kernel is up, the notebook is changed again after it is saved.
-            page.get_by_text("| Idle").wait_for(timeout=180_000)
             page.screenshot(path=str(ARTIFACTS / "ann_landed.png"))
-            cells = page.locator(".jp-Notebook .jp-Cell")
-            for exercise, index in exercises.items():
-                cells.nth(index).locator(".cm-content").click()
-                page.keyboard.press("Control+A")
-                page.keyboard.insert_text(code[exercise])
-            page.keyboard.press("Escape")
-            page.keyboard.press("Control+S")
-            page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached", timeout=30_000)
-            page.get_by_role("menuitem", name="Nbgrader").click()
-            page.get_by_text("Assignment List", exact=True).click()
-            page.locator("#released_assignments_list_loading").wait_for(state="hidden", timeout=60_000)
+            type_solutions(page, nb, code, timeout=180_000)
+            open_assignments(page)
             submit(page)
             submitted = time.monotonic()
             waited = wait_for_score(lms, "Ann", 100)

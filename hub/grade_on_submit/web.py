@@ -19,6 +19,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from hub.grade_on_submit import views
+from hub.grade_on_submit.page_parts import table
 from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import FAILED, GRADING, QUEUED
 
@@ -90,15 +91,6 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 
 # Folders not queued that the queue page lists (api/queue has them all): a student's clutter must not bury the rest.
 SHOWN_REFUSED = 200
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    if not rows:
-        return "<p>None.</p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c) if r.get(c) is not None else ''))}</td>"
-                                    for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 class Base(HubOAuthenticated, web.RequestHandler):
@@ -199,8 +191,8 @@ class QueuePage(Base):
         self.write(QUEUE_PAGE.format(
             course=html.escape(self.service.course_id), problem=self.problem_html(),
             counts=html.escape(", ".join(f"{views.LABELS[s]}: {n}" for s, n in counts.items())),
-            policies=html.escape(self.service.policy_text()), open_rows=_table(open_rows, columns),
-            refused=_table(refused, ["folder", "why"]), done_rows=_table(done, columns + ["phases"]),
+            policies=html.escape(self.service.policy_text()), open_rows=table(open_rows, columns),
+            refused=table(refused, ["folder", "why"]), done_rows=table(done, columns + ["phases"]),
             api_url=html.escape(url_path_join(self.service.prefix, "api/queue"))))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from hub.accounts import as_account_command
 from hub.layout import HubLayout
+from hub.provision import grader_env
 
 SECRETS_PIPE = Path(__file__).resolve().parent / "secrets_pipe.py"
 
@@ -34,9 +35,7 @@ def lms_service(hub: HubLayout) -> dict[str, Any]:
         "cwd": str(hub.course),
         "oauth_no_confirm": True,
         "environment": {
-            "PATH": f"{env_bin}:/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": hub.pythonpath("grader"),
-            "JUPYTER_CONFIG_PATH": hub.config_path("grader"),
+            **grader_env(hub),
             "UNET_GRADING_QUEUE": hub.grading_queue,
             "UNET_LMS_PREFIX": hub.prefix,
             "UNET_LMS_TAG": hub.account_tag,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import json
 import os
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -24,6 +23,8 @@ from sqlalchemy import select
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from hub.grade_on_submit.page_parts import table
+from hub.grade_on_submit.views import clock_time
 from hub.lms.outbox import FAILED, PENDING, POSTED, POSTING
 from hub.lms.tables import contexts, enrolments, people
 
@@ -50,16 +51,7 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 
 
 def _when(seconds: float | None) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if seconds else ""
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    if not rows:
-        return "<p>None.</p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '') if r.get(c) is not None else ''))}</td>"
-                                    for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return clock_time(seconds) if seconds else ""
 
 
 def status(service: LmsService) -> dict[str, Any]:
@@ -102,13 +94,13 @@ class Page(Base):
         prefix = self.settings["prefix"]
         self.write(PAGE.format(
             course=html.escape(self.service.settings.course_id),
-            courses=_table(data["courses"], ["course", "lms", "roster synced", "roster problem"]),
+            courses=table(data["courses"], ["course", "lms", "roster synced", "roster problem"]),
             sync_url=html.escape(url_path_join(prefix, "sync")), retry_url=html.escape(url_path_join(prefix, "retry")),
             xsrf=html.escape(self.xsrf_token.decode()),
             counts=html.escape(", ".join(f"{state}: {n}" for state, n in data["counts"].items())),
-            retrying=_table(data["retrying"], ["student", "assignment", "score", "attempts", "next attempt", "reason"]),
-            refused=_table(data["refused"], ["student", "assignment", "score", "attempts", "reason"]),
-            people=_table(data["people"], ["account", "name", "email", "role", "enrolled"]),
+            retrying=table(data["retrying"], ["student", "assignment", "score", "attempts", "next attempt", "reason"]),
+            refused=table(data["refused"], ["student", "assignment", "score", "attempts", "reason"]),
+            people=table(data["people"], ["account", "name", "email", "role", "enrolled"]),
             api_url=html.escape(url_path_join(prefix, "api/status"))))
 
 
