@@ -143,7 +143,6 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
             self.fail(f"You don't have read permissions for the directory: {self.inbound_path}")
         self.duedate = self._due_date()
         self.refused: dict[str, str] = {}
-        self.left_out: dict[str, list[str]] = {}
         student_id = self.coursedir.student_id or "*"
         pattern = os.path.join(self.inbound_path, f"{student_id}+{self.coursedir.assignment_id}+*")
         records = []
@@ -157,7 +156,6 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
                 self._refuse(name, "its name does not hold a valid submission time")
         # The same choice as nbgrader's (the latest, or the latest before the due date), with the
         # others behind it, in order, in case the chosen one is refused while it is copied.
-        self.src_records = []
         self.candidates: dict[str, list[dict]] = {}
         for student, group in groupby(records, lambda r: r["username"]).items():
             ordered = self._sort_by_timestamp(group)
@@ -165,7 +163,6 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
                 ordered = ([r for r in ordered if r["timestamp"] <= self.duedate]
                            + [r for r in ordered if r["timestamp"] > self.duedate])
             self.candidates[student] = ordered
-            self.src_records.append(ordered[0])
 
     def _due_date(self):
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
@@ -229,7 +226,6 @@ class OwnerCheckedCollect(ProvisionedRoot, ExchangeCollect):
             return False
         for file in report.left_out:
             self.log.warning("Left out of %s: %s (CourseDirectory.max_file_size)", name, file)
-        self.left_out[name] = report.left_out
         self.log.info("Collecting submission: %s %s", student, self.coursedir.assignment_id)
         put_in_place(staged, dest)
         return True

@@ -25,6 +25,7 @@ import pwd
 import secrets
 import shutil
 import stat
+import time
 from dataclasses import dataclass, field
 
 # A submission's files are written within seconds of the time in its name; later changes are tampering.
@@ -236,8 +237,6 @@ def staging_name(parent: str, student: str) -> str:
 
 def sweep_staging(parent: str, older_than: float = 3600.0) -> None:
     """Remove copies a killed collect left in the staging folder ``parent`` (a copy takes seconds, not an hour)."""
-    import time
-
     try:
         entries = list(os.scandir(parent))
     except FileNotFoundError:
