@@ -19,6 +19,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.course import nbgrader_meta, reference_solutions
 from grader.dev.examples import Bug, fill
+from tests.socket_swap import SWAP
 
 FULL = {"conv_block": 30.0, "upsampling_block": 30.0, "unet_model": 40.0}
 CONV = ["test_conv_block_default", "test_conv_block_options"]
@@ -66,6 +67,8 @@ def _zero(words: str) -> dict[str, str]:
 
 
 NOTHING = dict.fromkeys(FULL, 0.0)
+# Where, in the course folder, the hardening test listens for a grader that follows the socket_swap's links.
+HOST_SOCKET = "host.sock"
 FIRST_CONV = 'Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(inputs)'
 
 TOLERATED_CONV = '''# My own helper, comments and names: all allowed.
@@ -196,6 +199,12 @@ def corpus(course_root: str) -> list[Fault]:
                                                 "    return conv\n\n\nimport os\nos._exit(3)")(r)),
               {"conv_block": 30.0, "upsampling_block": 0.0, "unet_model": 0.0},
               _mark(UP + UNET, "is not defined") | _mark(UP, "stopped the kernel: the kernel exited with status 3")),
+        # Its kernel's sockets become links to a socket of the host, and their connections are cut; then
+        # the notebook goes on (unet_model's cell).
+        Fault("socket_swap", lambda r: _bytes(_with("upsampling_block", "    return conv", "    return conv\n\n\n" +
+                                                    SWAP.format(host=f"{course_root}/{HOST_SOCKET}", rounds=3))(r)),
+              {"conv_block": 30.0, "upsampling_block": 0.0, "unet_model": 0.0},
+              _mark(UP + UNET, "is not defined") | _mark(UP, "stopped the kernel: the kernel cut its connection")),
         Fault("malformed_json", lambda r: b'{"cells": [{"cell_type": "code", "source": "x = ',
               NOTHING, _zero("not a readable notebook")),
         Fault("empty_file", lambda r: b"", NOTHING, _zero("The submitted notebook file is empty")),

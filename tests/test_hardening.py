@@ -13,7 +13,8 @@ import pytest
 from grader.course import ASSIGNMENT, NOTEBOOK
 from grader.dev.scratch_course import Course
 from grader.tools.grades import scores
-from tests.fault_corpus import FULL, corpus
+from tests.fault_corpus import FULL, HOST_SOCKET, corpus
+from tests.socket_swap import HostSocket
 from tests.test_feedback_messages import INTERNAL
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,8 @@ def course(tmp_path_factory, small_data) -> Course:
         path.write_bytes(fault.make(release))
         for name, content in fault.extra.items():
             (path.parent / name).write_bytes(content)
+    # A socket of the host that socket_swap's kernel links its sockets to.
+    course.host_socket = HostSocket(course.root / HOST_SOCKET)  # type: ignore[attr-defined]
     course.nbgrader("autograde", ASSIGNMENT, "--force", *LIMITS)
     course.nbgrader("generate_feedback", ASSIGNMENT, "--force")
     course.nbgrader("export", f"--CsvExportPlugin.to={course.root / 'grades.csv'}")
@@ -90,6 +93,12 @@ def test_the_sandbox_hid_the_course_and_the_network(course):
     assert "SNOOP-READ" not in text and "SNOOP-WROTE" not in text
     assert text.count("SNOOP-DENIED") == 5 and "SNOOP-NET closed" in text and text.count("SNOOP-NOWRITE") == 2
     assert not (course.root / "pwned.txt").exists()
+
+
+def test_the_grader_never_followed_the_kernels_links_to_a_socket_of_the_host(course):
+    assert course.host_socket.received == []
+    path = course.root / "autograded" / "socket_swap" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert "the kernel cut its connection to the grader" in path.read_text()
 
 
 def test_huge_output_is_cut(course):

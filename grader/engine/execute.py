@@ -305,8 +305,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
             self._budget.ran(index, monotonic() - started, stopped=False)
             if self._left_out_for_limit(cell, index, record):
                 return CellRun.LIMIT_HIT
-            reason = _exit_reason(kernel_exit_code(self.km), self.limits)
-            message = f"This cell stopped the kernel: {reason}. Cells after it were not run."
+            message = f"This cell stopped the kernel: {self._gone_reason()}. Cells after it were not run."
             cell.outputs.append(error_output("DeadKernelError", message))
             record.problems[index] = message
             return CellRun.KERNEL_DIED
@@ -317,6 +316,12 @@ class SandboxedExecute(NotesTimeouts, Execute):
         if problem:
             record.note(index, problem)
         return CellRun.TIMED_OUT if self.timed_out else CellRun.FINISHED
+
+    def _gone_reason(self) -> str:
+        """Why the kernel is gone: it cut its connection to the grader, or how its process ended."""
+        km = self.km
+        lost = km.connection_lost() if isinstance(km, SandboxedKernelManager) else None
+        return lost or _exit_reason(kernel_exit_code(km), self.limits)
 
     def _limit_hit(self) -> str | None:
         km = self.km
@@ -368,7 +373,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
         try:
             self.execute_cell(cell, len(nb.cells) - 1, store_history=False)
         except KERNEL_GONE:
-            died = _exit_reason(kernel_exit_code(self.km), self.limits)
+            died = self._gone_reason()
         finally:
             nb.cells.pop()
         parts = evidence_parts(cell.outputs, request["nonce"])

@@ -8,9 +8,9 @@ is an in-memory folder of a fixed size: the copy of the folder with its home
 (``shm_bytes``) and the folder of its sockets (``ipc_bytes``); the rest of
 its file system is read-only, and nothing it writes reaches the machine's
 disk.  It has no network, so it talks to the grader through Unix sockets
-(ZeroMQ's ``ipc`` transport) in that socket folder, which the grader reaches
-through the sandbox's root as ``/proc/<pid>/root`` shows it; the connection
-file is handed in read-only.  ``prlimit`` (util-linux) caps each process's CPU
+(ZeroMQ's ``ipc`` transport) in that socket folder, which the grader opens
+once, without following links, and connects to only through what it opened
+(``kernel_sockets``); the connection file is handed in read-only.  ``prlimit`` (util-linux) caps each process's CPU
 time, address space, file size and open files; the kernel's control group
 (``cgroups``) caps all of the submission's processes together.
 
@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Instance
+from traitlets import Instance, default
 
 from grader.engine import leftovers
 from grader.engine.cgroups import CgroupsUnavailable, GroupLimits, KernelGroup, open_group, sweep_groups
+from grader.engine.kernel_sockets import PinnedKernelClient, PinsSockets
 from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
@@ -244,14 +245,15 @@ def sandbox_pid(info: int, timeout: float = START_SECONDS) -> int | None:
     return None
 
 
-class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
+class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager):
     """A kernel manager whose kernel runs under ``bwrap_command``.
 
     It owns a scratch folder, locked while it lives (``leftovers``): the
     grader's copy of the student's folder and the connection file.
     ``cleanup_scratch`` removes it.  The kernel's own output (ipykernel's
     banner, crash messages) is kept in memory, its end only
-    (``kernel_output``), not written anywhere.
+    (``kernel_output``), not written anywhere.  It and its clients connect
+    only to the kernel's sockets as first made (``kernel_sockets``).
     """
 
     scratch = Instance(Path, allow_none=True)
@@ -262,6 +264,10 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
     watch = Instance(LimitWatch, allow_none=True)
     _lock: int | None = None
     _info: tuple[int, int] | None = None
+
+    @default("client_factory")
+    def _pinned_client(self) -> type:
+        return PinnedKernelClient
 
     def prepare(self, notebook_dir: Path, whole_submission_limits: bool = True) -> None:
         """Copy ``notebook_dir`` into a fresh scratch folder, write the connection there, make the control group.
@@ -279,10 +285,11 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
                 self.cleanup_scratch()
                 raise
             self.watch = LimitWatch(self.group, self.limits, WORK)
-        # The connection file names the sockets as the kernel sees them; once the
-        # sandbox runs, the grader's own side goes through /proc (``kernel_launched``).
+        # The connection file names the sockets as the kernel sees them; the grader's
+        # own side connects through the sockets it pinned (``before_connecting``).
         self.transport = "ipc"
         self.ip = f"{IPC}/kernel"
+        self.socket_folder = IPC
         self.connection_file = str(self.scratch / "connection.json")
         # A signal to the process group cannot reach into the sandbox's own
         # session reliably; ipykernel interrupts itself on an interrupt_request.
@@ -306,7 +313,7 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
         return {"pass_fds": (self._info[1],)}
 
     def kernel_launched(self) -> None:
-        """Point this side's sockets at the kernel's, inside the sandbox that bubblewrap reports."""
+        """Note the sandbox's first process, as bubblewrap reports it."""
         assert self._info is not None
         os.close(self._info[1])
         self._info = (self._info[0], -1)
@@ -317,8 +324,7 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
         if pid is None:
             said = self.kernel_output(wait=5).strip()[-500:]
             raise RuntimeError(f"the sandbox did not start: {said or 'no message'}")
-        # The sockets inside the sandbox as this process reaches them (short: a socket's path has at most 107 bytes).
-        self.ip = f"/proc/{pid}/root{IPC}/kernel"
+        self.sandbox_process = pid
 
     def _close_info(self) -> None:
         for fd in self._info or ():
@@ -333,6 +339,7 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
     def cleanup_scratch(self) -> None:
         """Kill whatever the kernel left running, remove its control group and its scratch folder."""
         self._close_info()
+        self._close_pins()
         if self.watch is not None:
             self.watch.stop()
         if self.group is not None:

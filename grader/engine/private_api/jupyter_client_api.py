@@ -18,8 +18,8 @@ class KeepsKernelOutput:
     Code in the kernel can write to them without limit (``os.write(1, ...)``),
     so they go to no file; ``kernel_output()`` is the last
     ``KEPT_OUTPUT_BYTES`` of them.  A subclass may add ``subprocess.Popen``
-    options (``popen_options``) and act once the process runs, before any
-    client connects (``kernel_launched``).
+    options (``popen_options``), act once the process runs (``kernel_launched``)
+    and wait for it before any socket connects to it (``before_connecting``).
 
     ``_async_launch_kernel`` is where jupyter_client starts the process; the
     keyword arguments it passes on reach ``subprocess.Popen``, and
@@ -36,6 +36,9 @@ class KeepsKernelOutput:
     def kernel_launched(self) -> None:
         """Called once the kernel's process has started; may raise to say it cannot be used."""
 
+    async def before_connecting(self) -> None:
+        """Awaited after ``kernel_launched``, before the first socket connects to the kernel; may raise."""
+
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **self.popen_options())
         await super()._async_launch_kernel(kernel_cmd, **kw)  # type: ignore[misc]
@@ -45,6 +48,7 @@ class KeepsKernelOutput:
                                         name="unet-kernel-output", daemon=True)
         self._reader.start()
         self.kernel_launched()
+        await self.before_connecting()
 
     @staticmethod
     def _keep_end_of(stream: Any, kept: bytearray) -> None:
@@ -59,6 +63,35 @@ class KeepsKernelOutput:
         if wait and self._reader is not None:
             self._reader.join(wait)
         return bytes(self._output or b"").decode(errors="replace")
+
+
+class ConnectsByAddress:
+    """A mixin for jupyter_client's ``ConnectionFileMixin`` subclasses (a kernel manager, a kernel client).
+
+    Every channel's ZeroMQ address comes from ``channel_address``, and every
+    socket but the heartbeat's is handed to ``socket_connected`` once
+    connected.  ``_make_url`` is where jupyter_client forms a channel's
+    address from ``transport``, ``ip`` and the port (``f"{ip}-{port}"`` for
+    ipc): the manager's control socket, the client's channels and the
+    heartbeat channel (which makes a new socket after each missed beat) all
+    take it from there.  ``_create_connected_socket`` makes and connects every
+    socket but the heartbeat's.
+    """
+
+    def channel_address(self, channel: str) -> str:
+        """The ZeroMQ address of ``channel`` ("shell", "iopub", "stdin", "control", "hb")."""
+        raise NotImplementedError
+
+    def socket_connected(self, channel: str, sock: Any) -> None:
+        """Called with each socket but the heartbeat's, right after it connected."""
+
+    def _make_url(self, channel: str) -> str:
+        return self.channel_address(channel)
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None) -> Any:
+        sock = super()._create_connected_socket(channel, identity)  # type: ignore[misc]
+        self.socket_connected(channel, sock)
+        return sock
 
 
 def kernel_exit_code(km: Any) -> int | None:
