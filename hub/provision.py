@@ -28,7 +28,7 @@ STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
 # The part of the grading engine that Validate needs in a student's server:
 # no checks, no hidden tests, nothing students may not read.
 VALIDATE_MODULES = [
-    "grader/__init__.py", "grader/engine/__init__.py", "grader/engine/validate.py",
+    "grader/__init__.py", "grader/engine/__init__.py", "grader/engine/validate.py", "grader/engine/kernel_sockets.py",
     "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
     "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
 ]

@@ -63,6 +63,34 @@ for round in range(ROUNDS):
 '''
 
 
+# The same for any kernel, from its connection (Validate's is an ordinary kernel on loopback tcp): ipc socket
+# files become links to HOST, and every connection to the kernel's sockets is cut.
+CUT_ANY = '''import json, os, socket, ipykernel.connect
+info = json.loads(ipykernel.connect.get_connection_info())
+ports = {{info[k] for k in info if k.endswith("_port")}}
+print("TRANSPORT", info["transport"], flush=True)
+if info["transport"] == "ipc":
+    for port in ports:
+        path = f"{{info['ip']}}-{{port}}"
+        os.rename(path, path + ".mine")
+        os.symlink({host!r}, path)
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        sock = socket.socket(fileno=os.dup(int(fd)))
+    except OSError:
+        continue
+    try:
+        name = sock.getsockname()
+        if (name[1] in ports) if isinstance(name, tuple) else str(name).startswith(info["ip"]):
+            sock.getpeername()  # a connection, not a listening socket
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+'''
+
+
 class HostSocket:
     """A listening unix socket of the host that notes every connection and what came through it."""
 

@@ -6,7 +6,9 @@ host's socket receives nothing, the kernel's notebook is graded with the
 cells before, with a sentence saying why, and the next submission is graded
 as usual; as root and as a normal user.  A socket folder holding a link, or
 anything but a socket, where a socket belongs is refused before the first
-connection.
+connection.  Validate (``grader.engine.validate``, the hub's Validate button
+runs the same) uses an ordinary kernel on loopback tcp: the same notebook
+reaches nothing there either, and ends as a dead kernel with its message.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 from grader.engine.kernel_sockets import LOST, SocketPins, UnsafeSocket
 from grader.engine.sandbox import IPC, Limits, bwrap_command, sandbox_pid
 from hub.accounts import as_account_command
-from tests.socket_swap import HostSocket
+from tests.socket_swap import CUT_ANY, HostSocket
 from tests.test_sandbox_disk import HUB_PYTHON
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -118,3 +120,23 @@ def test_only_sockets_the_sandbox_made_are_pinned(tmp_path, kind):
         os.close(info_read)
     time.sleep(0.2)
     assert host.received == [], "checking the socket folder connected to the host's socket"
+
+
+@pytest.mark.slow
+def test_validate_reaches_nothing_and_says_the_kernel_cut_its_connection(tmp_path):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from grader.engine.validate import ValidateExecute
+
+    host = HostSocket(tmp_path / "host.sock")
+    cells = ["print('BEFORE')", CUT_ANY.format(host=str(host.path)), "print('AFTER')"]
+    nb = new_notebook(cells=[new_code_cell(source) for source in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb, _ = ValidateExecute(timeout=20, notebook_timeout=60).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    texts = [[o.get("text") or o.get("evalue") for o in cell.outputs] for cell in nb.cells]
+    assert texts[0] == ["BEFORE\n"]
+    assert texts[1][0] == "TRANSPORT tcp\n", "Validate's kernel has no socket files to swap"
+    assert "This cell stopped the kernel" in texts[1][-1] and "closed or replaced the kernel's sockets" in texts[1][-1]
+    assert texts[2] == [], "a cell after the cut ran"
+    time.sleep(0.5)
+    assert host.received == []

@@ -40,6 +40,8 @@ from typing import Any
 
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 from zmq.utils.monitor import parse_monitor_message
 
 from grader.engine.private_api.jupyter_client_api import ConnectsByAddress
@@ -88,6 +90,39 @@ def _listening(fd: int) -> bool:
     return True
 
 
+class ConnectionWatch:
+    """The grader's sockets to one kernel, each with a ZeroMQ monitor: has any lost its connection?"""
+
+    def __init__(self) -> None:
+        # Each watched socket, its monitor, and a view of the monitor that reads without waiting (the
+        # monitor may be an asyncio socket).
+        self._watched: list[tuple[zmq.Socket, zmq.Socket, zmq.Socket]] = []
+        self._lost = False
+
+    def watch(self, sock: zmq.Socket) -> None:
+        """Note it when ``sock`` loses its connection."""
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._watched.append((sock, monitor, zmq.Socket.shadow(monitor.underlying)))
+
+    def lost(self) -> bool:
+        """Whether any watched socket has lost its connection since it was made."""
+        for _, monitor, view in self._watched:
+            # A closed monitor's view would read freed memory; its socket was closed by the grader anyway.
+            while not monitor.closed and view.poll(0):
+                if parse_monitor_message(view.recv_multipart())["event"] == zmq.EVENT_DISCONNECTED:
+                    self._lost = True
+        return self._lost
+
+    def close(self) -> None:
+        """Close the watched sockets and their monitors."""
+        for sock, monitor, _ in self._watched:
+            if not sock.closed:
+                sock.disable_monitor()
+                sock.close(linger=0)
+            monitor.close(linger=0)
+        self._watched = []
+
+
 class SocketPins:
     """The sockets of one sandboxed kernel, opened once and checked; where the grader connects to each.
 
@@ -97,10 +132,7 @@ class SocketPins:
     def __init__(self, pid: int, folder: str) -> None:
         self.pid, self.folder = pid, folder
         self._pins: dict[str, int] = {}
-        # Each watched socket, its monitor, and a view of the monitor that reads without waiting (the
-        # monitor may be an asyncio socket).
-        self._watched: list[tuple[zmq.Socket, zmq.Socket, zmq.Socket]] = []
-        self._lost = False
+        self.watch = ConnectionWatch()
         self._dir, self._device = -1, -1
 
     def _open_folder(self) -> bool:
@@ -171,28 +203,10 @@ class SocketPins:
             return NOWHERE
         return f"ipc:///proc/self/fd/{self._pins[name]}"
 
-    def watch(self, sock: zmq.Socket) -> None:
-        """Note it when ``sock``, connected to a pinned socket, loses its connection."""
-        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self._watched.append((sock, monitor, zmq.Socket.shadow(monitor.underlying)))
-
-    def connection_lost(self) -> bool:
-        """Whether any watched socket has lost its connection to the kernel since it was made."""
-        for _, monitor, view in self._watched:
-            # A closed monitor's view would read freed memory; its socket was closed by the grader anyway.
-            while not monitor.closed and view.poll(0):
-                if parse_monitor_message(view.recv_multipart())["event"] == zmq.EVENT_DISCONNECTED:
-                    self._lost = True
-        return self._lost
-
     def close(self) -> None:
         """Close the watched sockets, then the descriptors, whose numbers the next open file may take."""
-        for sock, monitor, _ in self._watched:
-            # ZeroMQ would connect such a socket again, by number, to whatever file has it by then.
-            if not sock.closed:
-                sock.disable_monitor()
-                sock.close(linger=0)
-            monitor.close(linger=0)
+        # ZeroMQ would connect a socket left open again, by number, to whatever file has it by then.
+        self.watch.close()
         for fd in [*self._pins.values(), self._dir]:
             if fd >= 0:
                 try:
@@ -200,11 +214,11 @@ class SocketPins:
                 except OSError as err:
                     if err.errno != errno.EBADF:
                         raise
-        self._pins, self._dir, self._watched = {}, -1, []
+        self._pins, self._dir = {}, -1
 
 
-class PinnedKernelClient(ConnectsByAddress, AsyncKernelClient):
-    """A client of a ``SandboxedKernelManager``'s kernel: its sockets go where the manager pinned them.
+class WatchedKernelClient(ConnectsByAddress, AsyncKernelClient):
+    """A client of a ``PinsSockets`` or ``WatchedKernelManager`` kernel: its sockets go where the manager says.
 
     The kernel counts as dead once a connection to it was lost, so nbclient
     (which asks ``is_alive`` every second while a cell runs) stops waiting.
@@ -234,7 +248,7 @@ class PinsSockets(ConnectsByAddress):
     sandbox_process: int | None = None
     socket_folder = ""
     _pins: SocketPins | None = None
-    _clients: list[PinnedKernelClient] | None = None
+    _clients: list[WatchedKernelClient] | None = None
 
     async def before_connecting(self) -> None:
         """Pin the kernel's sockets, in its sandbox, once it has made them and before anything connects."""
@@ -260,14 +274,14 @@ class PinsSockets(ConnectsByAddress):
 
     def socket_connected(self, channel: str, sock: zmq.Socket) -> None:
         if self._pins is not None:
-            self._pins.watch(sock)
+            self._pins.watch.watch(sock)
 
     def connection_lost(self) -> str | None:
         """Why the grader lost the kernel although its process may run on, in words; None while connected."""
-        return LOST if self._pins is not None and self._pins.connection_lost() else None
+        return LOST if self._pins is not None and self._pins.watch.lost() else None
 
     def client(self, **kwargs: Any) -> Any:
-        """A client (``PinnedKernelClient``) whose sockets connect only to the pinned sockets."""
+        """A client (``WatchedKernelClient``) whose sockets connect only to the pinned sockets."""
         kc = super().client(**kwargs)  # type: ignore[misc]
         self._clients = [*(self._clients or []), kc]
         return kc
@@ -285,3 +299,28 @@ class PinsSockets(ConnectsByAddress):
         if self._pins is not None:
             self._pins.close()
             self._pins = None
+
+
+class WatchedKernelManager(ConnectsByAddress, AsyncKernelManager):
+    """A kernel manager for Validate: an ordinary kernel, dead once a connection to it was lost.
+
+    Validate runs the notebook as the student, in a kernel of the student's
+    own account on loopback tcp: nothing to pin, and nothing the kernel could
+    make it connect to that the kernel could not reach itself.  But a kernel
+    that cuts its connections would leave Validate waiting for output that
+    never comes; this way it ends as a dead kernel, with its sentence.
+    """
+
+    _watch: ConnectionWatch | None = None
+
+    @default("client_factory")
+    def _watched_client(self) -> type:
+        return WatchedKernelClient
+
+    def socket_connected(self, channel: str, sock: zmq.Socket) -> None:
+        self._watch = self._watch or ConnectionWatch()
+        self._watch.watch(sock)
+
+    def connection_lost(self) -> str | None:
+        """Why the kernel counts as dead although its process may run on, in words; None while connected."""
+        return LOST if self._watch is not None and self._watch.lost() else None

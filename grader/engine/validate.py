@@ -6,7 +6,8 @@ makes that step raise, and the student reads a traceback of nbgrader's
 internals, or a blank dialog.  ``ValidateExecute`` turns it, and a notebook
 that uses up its whole time budget, into an error output on every graded cell
 that did not run, saying which cell stopped the kernel and why; the
-validator then reports those cells as failed like any other.
+validator then reports those cells as failed like any other.  A kernel that
+cuts its connections to Validate counts as dead (``kernel_sockets``).
 
 The validator's list of steps is not configurable, so ``install`` puts this
 step in place of nbgrader's (``private_api.nbgrader_api``);
@@ -25,6 +26,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
 from traitlets import Integer
 
+from grader.engine.kernel_sockets import WatchedKernelManager
 from grader.engine.private_api.nbgrader_api import replace_validator_step
 
 
@@ -48,6 +50,12 @@ class ValidateExecute(Execute):
     _stopped: str | None = None
     _deadline = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # A kernel that cuts its connections is a dead kernel with a message, not a wait for lost output.
+        # (nbgrader's Execute sets its own default here, so a traitlets default would not apply.)
+        kwargs.setdefault("kernel_manager_class", WatchedKernelManager)
+        super().__init__(*args, **kwargs)
+
     def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
         self._stopped, self._deadline = None, monotonic() + self.notebook_timeout
         try:
@@ -67,9 +75,10 @@ class ValidateExecute(Execute):
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
+            lost = isinstance(self.km, WatchedKernelManager) and self.km.connection_lost() is not None
+            why = "it closed or replaced the kernel's sockets" if lost else "os._exit, a crash or too little memory"
             self._stopped = (f"the Python kernel stopped while running the cell that begins `{_first_line(cell)}` "
-                             "(os._exit, a crash or too little memory). Fix that cell, then restart the kernel "
-                             "and run all cells")
+                             f"({why}). Fix that cell, then restart the kernel and run all cells")
             cell.outputs.append(_error("DeadKernelError", f"This cell stopped the kernel: {self._stopped}."))
             return cell, resources
 
