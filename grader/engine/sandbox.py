@@ -10,9 +10,10 @@ its file system is read-only, and nothing it writes reaches the machine's
 disk.  It has no network, so it talks to the grader through Unix sockets
 (ZeroMQ's ``ipc`` transport) in that socket folder, which the grader opens
 once, without following links, and connects to only through what it opened
-(``kernel_sockets``); the connection file is handed in read-only.  ``prlimit`` (util-linux) caps each process's CPU
-time, address space, file size and open files; the kernel's control group
-(``cgroups``) caps all of the submission's processes together.
+(``kernel_sockets``); the connection file is handed in read-only.
+``prlimit`` (util-linux) caps each process's CPU time, address space, file
+size and open files; the kernel's control group (``cgroups``) caps all of
+the submission's processes together.
 
 The course folder, with the reference solutions, the hidden checks, the
 gradebook and every other submission, is not mounted at all.
