@@ -301,7 +301,8 @@ class SandboxedExecute(NotesTimeouts, Execute):
         started = monotonic()
         try:
             self.execute_cell(cell, index, store_history=True)
-        except KERNEL_GONE:
+        except KERNEL_GONE as err:
+            self.log.warning("The kernel is gone in cell %d: %s: %s", index, type(err).__name__, str(err)[:300])
             self._budget.ran(index, monotonic() - started, stopped=False)
             if self._left_out_for_limit(cell, index, record):
                 return CellRun.LIMIT_HIT
