@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,11 @@ class SandboxedExecute(NotesTimeouts, Execute):
                                      "processes may use together.").tag(config=True)
     scratch_bytes = Integer(Limits.scratch_bytes, help="Size of the in-memory copy of the student's folder "
                                                        "(with home), in bytes.").tag(config=True)
+    template = Bool(os.environ.get("UNET_KERNEL_TEMPLATE", "0") == "1",
+                    help="Fork each kernel from a template process that has imported TensorFlow and the rest "
+                         "once (same sandbox and limits; see docs/grading.md). Where it cannot be used, the "
+                         "kernel starts cold, with one log line saying why. UNET_KERNEL_TEMPLATE=1 or 0 sets "
+                         "the default.").tag(config=True)
     run_after_last_test = Bool(False, help="Also run the cells after the last graded cell (training and "
                                            "plots). They cannot change any grade.").tag(config=True)
 
@@ -232,7 +238,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
         if not self.sandbox:
             return None
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
-                                    limits=self.limits)
+                                    limits=self.limits, use_template=self.template)
         km.carla_dir = _find_data(notebook_dir)
         km.prepare(notebook_dir, self.whole_submission_limits)
         return km
