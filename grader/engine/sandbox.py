@@ -278,7 +278,7 @@ def template_command(data_dir: Path | None) -> list[str]:
     ]
 
 
-def fork_request(limits: Limits, data_dir: Path | None, connection: str, kernel_cmd: list[str]) -> dict[str, Any]:
+def fork_request(limits: Limits, data_dir: Path | None, kernel_cmd: list[str]) -> dict[str, Any]:
     """What the template's warden needs to build one kernel's sandbox: the same view and limits as bwrap_command."""
     if kernel_cmd[1:3] != ["-m", "ipykernel_launcher"]:
         raise TemplateUnavailable(f"the kernel spec does not start ipykernel_launcher ({kernel_cmd[:3]})")
@@ -292,7 +292,6 @@ def fork_request(limits: Limits, data_dir: Path | None, connection: str, kernel_
         "cwd": WORK,
         "env": kernel_env(data_dir),
         "connection_file": FORKED_CONNECTION_FILE,
-        "connection": connection,
         "launcher": launcher.origin if launcher is not None else "ipykernel_launcher",
         "args": kernel_cmd[3:],
     }
@@ -407,12 +406,12 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
 
     def _fork_from_template(self) -> ForkedKernel:
         assert self.scratch is not None
-        request = fork_request(self.limits, self.carla_dir, Path(self.connection_file).read_text(),
-                               self._inside_cmd(FORKED_CONNECTION_FILE))
+        request = fork_request(self.limits, self.carla_dir, self._inside_cmd(FORKED_CONNECTION_FILE))
         data = self.carla_dir
         template = template_for((str(data),), lambda: template_command(data))
         try:
-            return template.fork(request, self.scratch / "work", enter_group(self.group))
+            return template.fork(request, Path(self.connection_file).read_text(), self.scratch / "work",
+                                 enter_group(self.group))
         except TemplateUnavailable:
             forget(template)
             raise

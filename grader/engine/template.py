@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
 import os
 import select
 import signal
@@ -50,14 +51,16 @@ BASE_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "numpy",
 START_SECONDS = 180
 HELLO_SECONDS = 30
 _UCRED = struct.Struct("iII")
+_log = logging.getLogger("grader.sandbox")
 
 
 class TemplateUnavailable(RuntimeError):
     """No forked kernel this time; the message says why (one log line), and the kernel starts cold."""
 
 
-def assignment_imports(root: Path = REPO) -> list[str]:
+def assignment_imports(root: Path | None = None) -> list[str]:
     """Every module the assignment's modules import, anywhere in them, but each other."""
+    root = root or REPO
     found: dict[str, None] = {}
     for name in ASSIGNMENT_MODULES:
         path = root / f"{name}.py"
@@ -71,12 +74,13 @@ def assignment_imports(root: Path = REPO) -> list[str]:
     return [n for n in found if n.split(".")[0] not in ASSIGNMENT_MODULES and n != "__future__"]
 
 
-def fingerprint(root: Path = REPO) -> str:
+def fingerprint(root: Path | None = None) -> str:
     """What a template's imports depend on: the interpreter, every installed package, the assignment's modules.
 
     Installing, removing or upgrading a package adds or removes a folder in
     site-packages (its ``.dist-info``), which changes the folder's time.
     """
+    root = root or REPO
     digest = hashlib.sha256()
     places = [Path(sys.executable).resolve(), *(Path(p) for p in sys.path if p.endswith("-packages"))]
     for place in places:
@@ -179,11 +183,14 @@ class KernelTemplate:
 
     def wait_ready(self, timeout: float = START_SECONDS) -> None:
         """Send the imports and wait until the template has them; raises ``TemplateUnavailable`` if it dies."""
-        self._channel.send(json.dumps({"imports": self.imports}).encode())
-        if not select.select([self._channel], [], [], timeout)[0]:
-            self.close()
-            raise TemplateUnavailable(f"the template did not finish its imports within {timeout:g} s")
-        message = self._channel.recv(1 << 16)
+        try:
+            self._channel.send(json.dumps({"imports": self.imports}).encode())
+            if not select.select([self._channel], [], [], timeout)[0]:
+                self.close()
+                raise TemplateUnavailable(f"the template did not finish its imports within {timeout:g} s")
+            message = self._channel.recv(1 << 16)
+        except OSError:
+            message = b""
         if not message:
             said = self._stderr_end()
             self.close()
@@ -202,8 +209,12 @@ class KernelTemplate:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def fork(self, request: dict[str, Any], files: Path, enter: Callable[[int], None]) -> ForkedKernel:
-        """A kernel forked from the template for ``request``, with the files of ``files``.
+    def fork(self, request: dict[str, Any], connection: str, files: Path,
+             enter: Callable[[int], None]) -> ForkedKernel:
+        """A kernel forked from the template for ``request``, with ``connection`` and the files of ``files``.
+
+        The connection file and the files go to the kernel's own channel and
+        pipe, past the template.
 
         ``enter`` gets the warden's pid before the warden goes on (it moves it
         into the kernel's control group); an exception from it ends the warden.
@@ -229,7 +240,7 @@ class KernelTemplate:
         try:
             pid, pidfd = self._hello(mine)
             enter(pid)
-            mine.send(b"go")
+            mine.send(json.dumps({"go": True, "connection": connection}).encode())
         except BaseException:
             mine.close()
             os.close(files_w)
@@ -293,7 +304,10 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]]) -> Ker
             started = time.monotonic()
             template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
             template.wait_ready()
-            template.started_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+            _log.info("Kernel template started in %.1f s (pid %d); each kernel is forked from it%s",
+                      time.monotonic() - started, template.pid,
+                      f" (imports that failed, left to the kernel: {', '.join(template.failed)})"
+                      if template.failed else "")
             _templates[key] = template
         return template
 

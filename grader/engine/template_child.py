@@ -11,7 +11,7 @@ Per request the template forks a *warden* that:
 
 1. says hello on the kernel's own channel (the grader reads its pid from the
    socket's credentials and moves it into the kernel's control group), and
-   waits for ``go``;
+   waits for ``go``, which brings the connection file;
 2. unshares mount, network, IPC, UTS, cgroup and pid namespaces, mounts the
    kernel's sized in-memory folders over the template's, unpacks the files
    into its scratch, writes the connection file and makes it read-only, sets
@@ -102,8 +102,11 @@ def _exit_code(status: int) -> int:
 def _run_kernel(request: dict) -> int:
     """Start ipykernel in this process, as ``python -m ipykernel_launcher ARGS`` would; its exit status."""
     drop_capabilities()
+    # As a kernel started cold has it: Python's own locale coercion (LC_CTYPE, set in the template when it
+    # started) and the shell's PWD.
+    coerced = {"LC_CTYPE": os.environ["LC_CTYPE"]} if "LC_CTYPE" in os.environ else {}
     os.environ.clear()
-    os.environ.update(request["env"])
+    os.environ.update({**coerced, **request["env"], "PWD": request["cwd"]})
     os.chdir(request["cwd"])
     # Every kernel would otherwise draw the template's random numbers.
     import random
@@ -169,13 +172,15 @@ def _set_limits(limits: dict) -> None:
 
 def _warden(request: dict, channel: socket.socket, files_fd: int) -> int:
     channel.send(b"hello")  # the grader reads this process's pid from the credentials
-    if channel.recv(16) != b"go":
+    # The connection file (with the kernel's key) comes this way, past the template, which never holds it.
+    go = json.loads(channel.recv(1 << 16) or b"{}")
+    if not go.get("go"):
         return SETUP_FAILED
     unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWCGROUP)
     _mount_scratch(request)
     _set_limits(request["rlimits"])
     _unpack(files_fd, request["cwd"])
-    _write_read_only(request["connection_file"], request["connection"])
+    _write_read_only(request["connection_file"], go["connection"])
     channel.send(b"mounted")
     init = os.fork()
     if init == 0:
