@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
 from grader.engine.probe_cell import evidence_parts, is_evidence_message, probe_cell_source
 from grader.engine.record import RESOURCE_KEY, RunRecord
 from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available, check_limits_available
+from grader.engine.template import default_on
 
 TIMEOUT_NAME = "CellTimeoutError"
 NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come after the last graded cell, "
@@ -141,7 +141,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
                                      "processes may use together.").tag(config=True)
     scratch_bytes = Integer(Limits.scratch_bytes, help="Size of the in-memory copy of the student's folder "
                                                        "(with home), in bytes.").tag(config=True)
-    template = Bool(os.environ.get("UNET_KERNEL_TEMPLATE", "0") == "1",
+    template = Bool(default_on(),
                     help="Fork each kernel from a template process that has imported TensorFlow and the rest "
                          "once (same sandbox and limits; see docs/grading.md). Where it cannot be used, the "
                          "kernel starts cold, with one log line saying why. UNET_KERNEL_TEMPLATE=1 or 0 sets "

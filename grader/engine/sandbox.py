@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import logging
 import json
+import logging
 import os
 import select
 import shutil
@@ -43,7 +43,7 @@ from grader.engine.cgroups import CgroupsUnavailable, GroupLimits, KernelGroup, 
 from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
-from grader.engine.template import ForkedKernel, TemplateUnavailable, enter_group, forget, template_for
+from grader.engine.template import ForkedKernel, TemplateUnavailable, default_on, enter_group, forget, template_for
 
 _log = logging.getLogger("grader.sandbox")
 
@@ -338,7 +338,7 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
     group = Instance(KernelGroup, allow_none=True)
     watch = Instance(LimitWatch, allow_none=True)
     # Fork the kernel from this process's kernel template (``template``) rather than start it cold.
-    use_template = Bool(False)
+    use_template = Bool(default_on())
     _lock: int | None = None
     _info: tuple[int, int] | None = None
     _plain_cmd: list[str] = []

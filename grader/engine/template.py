@@ -54,6 +54,11 @@ _UCRED = struct.Struct("iII")
 _log = logging.getLogger("grader.sandbox")
 
 
+def default_on() -> bool:
+    """Whether kernels are forked from a template unless configured otherwise: ``UNET_KERNEL_TEMPLATE=1``."""
+    return os.environ.get("UNET_KERNEL_TEMPLATE", "0") == "1"
+
+
 class TemplateUnavailable(RuntimeError):
     """No forked kernel this time; the message says why (one log line), and the kernel starts cold."""
 

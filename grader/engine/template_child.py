@@ -187,7 +187,7 @@ def _warden(request: dict, channel: socket.socket, files_fd: int) -> int:
         _end(lambda: _init(request))
     pidfd = os.pidfd_open(init)
     while True:
-        ready = select.select([channel, pidfd], [], [])[0]
+        ready = select.select([channel.fileno(), pidfd], [], [])[0]
         if pidfd in ready:
             code = _exit_code(os.waitpid(init, 0)[1])
             channel.send(json.dumps({"exit": code}).encode())
