@@ -312,7 +312,7 @@ def test_where_no_template_can_start_the_kernel_starts_cold_and_says_why(tmp_pat
     from grader.engine import sandbox
 
     monkeypatch.setattr(sandbox, "template_command", lambda data_dir: ["bwrap", "--no-such-option"])
-    with caplog.at_level("WARNING", logger="grader.sandbox"), kernel(submission(tmp_path, "a", "cold")) as k:
+    with caplog.at_level("WARNING"), kernel(submission(tmp_path, "a", "cold")) as k:
         assert k.run("print(open('answers.txt').read())").strip() == "cold"
         assert k.km._forked is None
     said = [r.getMessage() for r in caplog.records if "Kernel template not used" in r.getMessage()]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import logging
 import os
 import select
 import shutil
@@ -44,8 +43,6 @@ from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
 from grader.engine.template import ForkedKernel, TemplateUnavailable, default_on, enter_group, forget, template_for
-
-_log = logging.getLogger("grader.sandbox")
 
 # What the kernel finds inside the sandbox.  Its folder and home share one
 # in-memory scratch space of Limits.scratch_bytes; the student's files are
@@ -401,14 +398,14 @@ class SandboxedKernelManager(KeepsKernelOutput, AsyncKernelManager):
             self._forked = self._fork_from_template()
             return self._forked, kernel_cmd
         except TemplateUnavailable as err:
-            _log.warning("Kernel template not used, the kernel starts cold: %s", err)
+            self.log.warning("Kernel template not used, the kernel starts cold: %s", err)
             return None, self._cold_command()
 
     def _fork_from_template(self) -> ForkedKernel:
         assert self.scratch is not None
         request = fork_request(self.limits, self.carla_dir, self._inside_cmd(FORKED_CONNECTION_FILE))
         data = self.carla_dir
-        template = template_for((str(data),), lambda: template_command(data))
+        template = template_for((str(data),), lambda: template_command(data), self.log)
         try:
             return template.fork(request, Path(self.connection_file).read_text(), self.scratch / "work",
                                  enter_group(self.group))

@@ -51,7 +51,7 @@ BASE_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "numpy",
 START_SECONDS = 180
 HELLO_SECONDS = 30
 _UCRED = struct.Struct("iII")
-_log = logging.getLogger("grader.sandbox")
+_log = logging.getLogger(__name__)
 
 
 def default_on() -> bool:
@@ -292,11 +292,12 @@ _templates: dict[str, KernelTemplate] = {}
 _registry_lock = threading.Lock()
 
 
-def template_for(view: tuple[str, ...], command: Callable[[], list[str]]) -> KernelTemplate:
+def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
+                 log: logging.Logger | logging.LoggerAdapter = _log) -> KernelTemplate:
     """This process's template for the sandbox view ``view``; started (or replaced) when needed.
 
     ``command`` gives the bubblewrap command that starts a template for that
-    view.  Raises ``TemplateUnavailable``.
+    view; ``log`` hears when one started.  Raises ``TemplateUnavailable``.
     """
     key = json.dumps([fingerprint(), *view])
     with _registry_lock:
@@ -309,7 +310,7 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]]) -> Ker
             started = time.monotonic()
             template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
             template.wait_ready()
-            _log.info("Kernel template started in %.1f s (pid %d); each kernel is forked from it%s",
+            log.info("Kernel template started in %.1f s (pid %d); each kernel is forked from it%s",
                       time.monotonic() - started, template.pid,
                       f" (imports that failed, left to the kernel: {', '.join(template.failed)})"
                       if template.failed else "")
