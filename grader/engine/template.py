@@ -318,6 +318,18 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
         return template
 
 
+def _drop_inherited() -> None:
+    """In a forked copy of a grading process (a worker): the parent's template is not this process's to use."""
+    global _registry_lock
+    for inherited in _templates.values():
+        inherited._channel.close()  # this copy's descriptor only; the parent keeps its own
+    _templates.clear()
+    _registry_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
+
+
 def forget(template: KernelTemplate) -> None:
     """Stop using ``template`` (it failed): the next kernel starts a new one."""
     with _registry_lock:
