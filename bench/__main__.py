@@ -7,6 +7,8 @@ Sections:
   class       a class of generated submissions: one `nbgrader autograde` against --workers N
   throughput  training images/s: the notebook's pipeline and precision against the plain float32 one
   quality     held-out pixel accuracy and IoU after the notebook's epochs, synthetic and real data
+  template    a class graded with the kernel template and without (--class-size), against one cold
+              `import tensorflow`; the template's memory (bench/template.py)
   on_submit   grading on submit on a throw-away hub (root; only with --only): time to feedback idle
               and in a deadline burst, per phase, against the cron way (bench/on_submit.py)
 
@@ -26,8 +28,8 @@ from grader.course import ROOT
 from grader.dev.training import DEFAULT_EPOCHS
 
 REAL_DATA = ROOT.parent / "shared" / "carla"
-SECTIONS = ("grading", "class", "throughput", "quality", "on_submit")
-# on_submit needs root and a throw-away hub: asked for by name.
+SECTIONS = ("grading", "class", "throughput", "quality", "on_submit", "template")
+# on_submit needs root and a throw-away hub, template is issue 31's comparison: asked for by name.
 DEFAULT_SECTIONS = SECTIONS[:4]
 
 
@@ -106,6 +108,12 @@ def run_on_submit(args, data: Path) -> dict:
     return r
 
 
+def run_template(args, data: Path) -> dict:
+    from bench.template import run
+
+    return run(data, args.class_size, verdict)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality,
-               "on_submit": run_on_submit}
+               "on_submit": run_on_submit, "template": run_template}
     chosen = args.only.split(",")
     for section in chosen:
         if section not in runners:

@@ -118,6 +118,11 @@ class KernelGroup:
         folders = dict.fromkeys(self.dirs.values())
         return ["/bin/sh", "-c", _ENTER, "enter-cgroup", *(str(d / "cgroup.procs") for d in folders), "--"]
 
+    def add(self, pid: int) -> None:
+        """Move the running process ``pid`` into this group (its children made from then on follow it)."""
+        for folder in dict.fromkeys(self.dirs.values()):
+            (folder / "cgroup.procs").write_text(str(pid))
+
     def pids(self) -> list[int]:
         return [int(p) for p in _read(self.dirs["procs"] / "cgroup.procs").split()]
 

@@ -48,6 +48,7 @@ from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
 from grader.engine.probe_cell import evidence_parts, is_evidence_message, probe_cell_source
 from grader.engine.record import RESOURCE_KEY, RunRecord
 from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available, check_limits_available
+from grader.engine.template import default_on
 
 TIMEOUT_NAME = "CellTimeoutError"
 NOT_RUN_NOTE = ("[Not run when grading: this cell and the ones after it come after the last graded cell, "
@@ -140,6 +141,11 @@ class SandboxedExecute(NotesTimeouts, Execute):
                                      "processes may use together.").tag(config=True)
     scratch_bytes = Integer(Limits.scratch_bytes, help="Size of the in-memory copy of the student's folder "
                                                        "(with home), in bytes.").tag(config=True)
+    template = Bool(default_on(),
+                    help="Fork each kernel from a template process that has imported TensorFlow and the rest "
+                         "once (same sandbox and limits; see docs/grading.md). Where it cannot be used, the "
+                         "kernel starts cold, with one log line saying why. UNET_KERNEL_TEMPLATE=1 or 0 sets "
+                         "the default.").tag(config=True)
     run_after_last_test = Bool(False, help="Also run the cells after the last graded cell (training and "
                                            "plots). They cannot change any grade.").tag(config=True)
 
@@ -232,7 +238,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
         if not self.sandbox:
             return None
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
-                                    limits=self.limits)
+                                    limits=self.limits, use_template=self.template)
         km.carla_dir = _find_data(notebook_dir)
         km.prepare(notebook_dir, self.whole_submission_limits)
         return km

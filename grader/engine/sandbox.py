@@ -22,6 +22,7 @@ gradebook and every other submission, is not mounted at all.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import select
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Instance, default
+from traitlets import Bool, Instance, default
 
 from grader.engine import leftovers
 from grader.engine.cgroups import CgroupsUnavailable, GroupLimits, KernelGroup, open_group, sweep_groups
@@ -43,6 +44,7 @@ from grader.engine.kernel_sockets import PinsSockets, WatchedKernelClient
 from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
+from grader.engine.template import ForkedKernel, TemplateUnavailable, default_on, enter_group, forget, template_for
 
 # What the kernel finds inside the sandbox.  Its folder and home share one
 # in-memory scratch space of Limits.scratch_bytes; the student's files are
@@ -55,6 +57,12 @@ DATA = "/sandbox/data"
 # The kernel's sockets, in a tiny in-memory folder of the sandbox's own, and its connection file (read-only).
 IPC = "/sandbox/ipc"
 CONNECTION_FILE = "/sandbox/connection.json"
+# A kernel forked from the template writes its connection file into an in-memory folder, then makes it read-only.
+FORKED_CONNECTION_DIR = "/sandbox/connection"
+FORKED_CONNECTION_FILE = f"{FORKED_CONNECTION_DIR}/kernel.json"
+FORKED_CONNECTION_BYTES = 64 * 1024
+# What the template program is: its own text, run with ``python -c`` (the repository is not mounted there).
+_TEMPLATE_PROGRAM = Path(__file__).with_name("template_child.py")
 # How long bubblewrap may take to report the sandbox's first process.
 START_SECONDS = 60
 _COPY_IN = f'cp -R -P --preserve=mode,timestamps {SUBMITTED}/. {WORK}/ && exec "$@"'
@@ -168,6 +176,29 @@ def _system_mounts() -> list[str]:
     return args
 
 
+def kernel_env(data_dir: Path | None) -> dict[str, str]:
+    """The kernel's whole environment (nothing of the grader's)."""
+    env = {
+        "HOME": HOME,
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # The student's folder is not on sys.path while the kernel starts, so a
+        # handed-in file named like a module (ipykernel_launcher.py,
+        # sitecustomize.py) cannot stop the kernel; IPython adds it afterwards.
+        "PYTHONSAFEPATH": "1",
+        "NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
+    }
+    if data_dir is not None:
+        env["CARLA_DATA_DIR"] = DATA
+    return env
+
+
+def _setenv(env: dict[str, str]) -> list[str]:
+    return [arg for name, value in env.items() for arg in ("--setenv", name, value)]
+
+
 def bwrap_command(workdir: Path, connection_file: Path | None, data_dir: Path | None, limits: Limits,
                   info_fd: int | None = None) -> list[str]:
     """The command prefix that starts a program inside the sandbox.
@@ -207,19 +238,62 @@ def bwrap_command(workdir: Path, connection_file: Path | None, data_dir: Path | 
         "--die-with-parent",
         "--cap-drop", "ALL",
         "--clearenv",
-        "--setenv", "HOME", HOME,
-        "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
-        "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
-        "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3",
-        "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-        # The student's folder is not on sys.path while the kernel starts, so a
-        # handed-in file named like a module (ipykernel_launcher.py,
-        # sitecustomize.py) cannot stop the kernel; IPython adds it afterwards.
-        "--setenv", "PYTHONSAFEPATH", "1",
-        "--setenv", "NBGRADER_EXECUTION", os.environ.get("NBGRADER_EXECUTION", "autograde"),
+        *_setenv(kernel_env(None)),
         "--chdir", WORK,
         "--", "/bin/sh", "-c", _COPY_IN, "copy-in",
     ]
+
+
+def template_command(data_dir: Path | None) -> list[str]:
+    """The command that starts a kernel template (``template``): the kernel's read-only view and nothing else.
+
+    The template keeps, in a user namespace of its own, the two capabilities
+    its forks need to make their sandboxes (namespaces and mounts, and
+    dropping capabilities); its kernels drop them before student code runs.
+    It sees no course file, submission or connection file; the data folder,
+    which every kernel sees read-only, is there read-only too.
+    """
+    args = [
+        "bwrap",
+        "--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+        "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(16 * 2**20), "--tmpfs", "/tmp",
+        "--size", str(2**20), "--tmpfs", "/dev/shm",
+        *_system_mounts(),
+        "--dir", SCRATCH, "--dir", IPC, "--dir", FORKED_CONNECTION_DIR,
+    ]
+    if data_dir is not None:
+        args += ["--ro-bind", str(data_dir), DATA]
+    return args + [
+        "--remount-ro", "/dev",
+        "--remount-ro", "/",
+        "--die-with-parent",
+        "--clearenv",
+        *_setenv(kernel_env(None)),
+        "--chdir", "/",
+        "--", sys.executable, "-c", _TEMPLATE_PROGRAM.read_text(),
+    ]
+
+
+def fork_request(limits: Limits, data_dir: Path | None, kernel_cmd: list[str]) -> dict[str, Any]:
+    """What the template's warden needs to build one kernel's sandbox: the same view and limits as bwrap_command."""
+    if kernel_cmd[1:3] != ["-m", "ipykernel_launcher"]:
+        raise TemplateUnavailable(f"the kernel spec does not start ipykernel_launcher ({kernel_cmd[:3]})")
+    launcher = importlib.util.find_spec("ipykernel_launcher")
+    return {
+        "tmpfs": [[SCRATCH, limits.scratch_bytes], ["/tmp", limits.tmp_bytes], ["/dev/shm", limits.shm_bytes],
+                  [IPC, limits.ipc_bytes], [FORKED_CONNECTION_DIR, FORKED_CONNECTION_BYTES]],
+        "dirs": [WORK, HOME],
+        "rlimits": {"RLIMIT_CPU": limits.cpu_seconds, "RLIMIT_AS": limits.memory_bytes,
+                    "RLIMIT_FSIZE": limits.file_bytes, "RLIMIT_NOFILE": limits.open_files},
+        "cwd": WORK,
+        "env": kernel_env(data_dir),
+        "connection_file": FORKED_CONNECTION_FILE,
+        "launcher": launcher.origin if launcher is not None else "ipykernel_launcher",
+        "args": kernel_cmd[3:],
+    }
 
 
 def sweep_leftovers(with_groups: bool) -> None:
@@ -263,8 +337,12 @@ class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager)
     # The kernel's control group and what it hit; None when grading runs without whole-submission limits.
     group = Instance(KernelGroup, allow_none=True)
     watch = Instance(LimitWatch, allow_none=True)
+    # Fork the kernel from this process's kernel template (``template``) rather than start it cold.
+    use_template = Bool(default_on())
     _lock: int | None = None
     _info: tuple[int, int] | None = None
+    _plain_cmd: list[str] = []
+    _forked: ForkedKernel | None = None
 
     @default("client_factory")
     def _pinned_client(self) -> type:
@@ -299,22 +377,62 @@ class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         assert self.scratch is not None, "call prepare() before starting the kernel"
+        self._plain_cmd = super().format_kernel_cmd(extra_arguments)
+        # With the template, the kernel is forked at launch (``launch_process``) and this command is not run.
+        return self._plain_cmd if self.use_template else self._cold_command()
+
+    def _inside_cmd(self, connection_file: str) -> list[str]:
+        """The kernel's command as it runs in the sandbox, where the connection file is ``connection_file``."""
         host_file = os.path.realpath(self.connection_file)
-        command = [CONNECTION_FILE if arg == host_file else arg for arg in super().format_kernel_cmd(extra_arguments)]
+        command = [connection_file if arg == host_file else arg for arg in self._plain_cmd]
         # Once started, the kernel imports from the notebook's folder as usual (see PYTHONSAFEPATH).
-        command.append("--IPKernelApp.exec_lines=__import__('sys').path.insert(0, '')")
+        return [*command, "--IPKernelApp.exec_lines=__import__('sys').path.insert(0, '')"]
+
+    def _cold_command(self) -> list[str]:
+        """The command that starts the kernel in a sandbox of its own from nothing (bubblewrap, then Python)."""
+        assert self.scratch is not None
         self._close_info()
         self._info = os.pipe()
         enter = self.group.enter_prefix() if self.group is not None else []
-        return enter + bwrap_command(self.scratch / "work", Path(host_file), self.carla_dir, self.limits,
-                                     info_fd=self._info[1]) + command
+        return enter + bwrap_command(self.scratch / "work", Path(os.path.realpath(self.connection_file)),
+                                     self.carla_dir, self.limits, info_fd=self._info[1]) + \
+            self._inside_cmd(CONNECTION_FILE)
+
+    def launch_process(self, kernel_cmd: list[str]) -> tuple[ForkedKernel | None, list[str]]:
+        """A kernel forked from the template, or the command that starts one cold (one log line says why)."""
+        if not self.use_template:
+            return None, kernel_cmd
+        try:
+            self._forked = self._fork_from_template()
+            return self._forked, kernel_cmd
+        except TemplateUnavailable as err:
+            self.log.warning("Kernel template not used, the kernel starts cold: %s", err)
+            return None, self._cold_command()
+
+    def _fork_from_template(self) -> ForkedKernel:
+        assert self.scratch is not None
+        request = fork_request(self.limits, self.carla_dir, self._inside_cmd(FORKED_CONNECTION_FILE))
+        data = self.carla_dir
+        template = template_for((str(data),), lambda: template_command(data), self.log)
+        try:
+            return template.fork(request, Path(self.connection_file).read_text(), self.scratch / "work",
+                                 enter_group(self.group))
+        except TemplateUnavailable:
+            forget(template)
+            raise
+        except OSError as err:
+            forget(template)
+            raise TemplateUnavailable(f"the forked kernel could not be set up ({err})") from None
 
     def popen_options(self) -> dict[str, Any]:
         assert self._info is not None, "format_kernel_cmd() makes the pipe bubblewrap reports on"
         return {"pass_fds": (self._info[1],)}
 
     def kernel_launched(self) -> None:
-        """Note the sandbox's first process, as bubblewrap reports it."""
+        """Note the sandbox's first process, as bubblewrap or the kernel template reports it."""
+        self.sandbox_process = self._forked.pid if self._forked is not None else self._bwrap_sandbox_pid()
+
+    def _bwrap_sandbox_pid(self) -> int:
         assert self._info is not None
         os.close(self._info[1])
         self._info = (self._info[0], -1)
@@ -325,7 +443,7 @@ class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager)
         if pid is None:
             said = self.kernel_output(wait=5).strip()[-500:]
             raise RuntimeError(f"the sandbox did not start: {said or 'no message'}")
-        self.sandbox_process = pid
+        return pid
 
     def _close_info(self) -> None:
         for fd in self._info or ():
@@ -341,6 +459,9 @@ class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager)
         """Kill whatever the kernel left running, remove its control group and its scratch folder."""
         self._close_info()
         self._close_pins()
+        if self._forked is not None:
+            self._forked.release()
+            self._forked = None
         if self.watch is not None:
             self.watch.stop()
         if self.group is not None:

@@ -24,7 +24,9 @@ class KeepsKernelOutput:
     ``_async_launch_kernel`` is where jupyter_client starts the process; the
     keyword arguments it passes on reach ``subprocess.Popen``, and
     ``provisioner.process`` is that ``Popen``; ``_async_post_start_kernel``,
-    which connects the first socket, comes after it.
+    which connects the first socket, comes after it.  A subclass may also
+    start the process itself (``launch_process``): ``adopt_process`` puts it
+    where the provisioner keeps its ``Popen``.
     """
 
     _output: bytearray | None = None
@@ -39,9 +41,18 @@ class KeepsKernelOutput:
     async def before_connecting(self) -> None:
         """Awaited after ``kernel_launched``, before the first socket connects to the kernel; may raise."""
 
+    def launch_process(self, kernel_cmd: list[str]) -> tuple[Any, list[str]]:
+        """A kernel process already started some other way (``subprocess.Popen``'s methods), or None and the
+        command to start."""
+        return None, kernel_cmd
+
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **self.popen_options())
-        await super()._async_launch_kernel(kernel_cmd, **kw)  # type: ignore[misc]
+        process, kernel_cmd = self.launch_process(kernel_cmd)
+        if process is None:
+            kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **self.popen_options())
+            await super()._async_launch_kernel(kernel_cmd, **kw)  # type: ignore[misc]
+        else:
+            adopt_process(self, process)
         self._output = bytearray()
         stream = self.provisioner.process.stdout  # type: ignore[attr-defined]
         self._reader = threading.Thread(target=self._keep_end_of, args=(stream, self._output),
@@ -92,6 +103,18 @@ class ConnectsByAddress:
         sock = super()._create_connected_socket(channel, identity)  # type: ignore[misc]
         self.socket_connected(channel, sock)
         return sock
+
+
+def adopt_process(km: Any, process: Any) -> None:
+    """Make ``km``'s local provisioner hold ``process`` as the kernel it started.
+
+    ``LocalProvisioner.launch_kernel`` sets ``process``, ``pid`` and ``pgid``
+    and returns its ``connection_info``, which the manager then reconciles;
+    with no process group, signals go to ``process.send_signal``.
+    """
+    provisioner = km.provisioner
+    provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
+    km._reconcile_connection_info(provisioner.connection_info)
 
 
 def kernel_exit_code(km: Any) -> int | None:
