@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 
 from grader.course import ROOT
 from hub.lms import enrol, roles
+from hub.lms.binding import binding_of
 from hub.lms.client import LINEITEM, MEMBERSHIP, SCORE, LmsClient
 from hub.lms.keys import ensure_tool_key
 from hub.lms.outbox import FAILED, PENDING, POSTED, Key, Outbox, Score
@@ -69,8 +70,8 @@ class Course:
         self.platform, self.folder = platform, folder
         self.id = f"course{Course.counter}"
         platform.add_course(self.id, f"Course {Course.counter}")
-        self.registration = Platform(**{**platform.tool_registration(),
-                                        "deployment_ids": (platform.deployment_id,)})
+        self.registration = Platform(**platform.bound_registration(self.id))
+        self.binding = binding_of([self.registration])
         (folder / "grade_on_submit").mkdir()
         self.engine = lms_engine(database_url or f"sqlite:///{folder / 'grade_on_submit' / 'queue.sqlite'}")
         self.gradebook = f"sqlite:///{folder / 'gradebook.db'}"
@@ -84,12 +85,13 @@ class Course:
             "nrps_url": f"{platform.issuer}/api/{self.id}/memberships", "ags_scopes": OFFERED})
         self.outbox = Outbox(self.engine, max_backoff=0.5)
         self.reconciler = Reconciler(self.engine, self.outbox, self.gradebook, folder / "grade_on_submit.json",
-                                     settle=0)
+                                     settle=0, binding=self.binding)
         self.accounts: dict[str, str] = {}
 
     def poster(self) -> Poster:
         return Poster(self.engine, self.outbox, {self.platform.issuer: LmsClient(self.registration,
-                                                                                 self.platform.key)}, lease=3)
+                                                                                 self.platform.key)}, lease=3,
+                      binding=self.binding)
 
     def student(self, given: str, family: str) -> str:
         person = self.platform.enrol(self.id, new_person(given, family))
@@ -335,7 +337,8 @@ def test_the_roster_sync_enrols_before_any_launch_and_keeps_who_left(course, pla
     carol = platform.enrol(course.id, new_person("Carol", "Shaw"))
     platform.enrol(course.id, new_person("Tess", "Teacher", role="Instructor"))
     client = LmsClient(course.registration, platform.key)
-    sync = RosterSync(course.engine, {platform.issuer: client}, course.gradebook, prefix="t-", tag="t")
+    sync = RosterSync(course.engine, {platform.issuer: client}, course.gradebook, prefix="t-", tag="t",
+                      binding=course.binding)
     [result] = sync.sync_all()
     assert result.error is None and result.active == 3
     with Gradebook(course.gradebook) as gb:
@@ -362,7 +365,7 @@ def test_tokens_have_exactly_the_scopes_used_and_never_reach_a_log(course, platf
     platform.answers.append(503)
     course.drain()
     client = LmsClient(course.registration, platform.key)
-    RosterSync(course.engine, {platform.issuer: client}, course.gradebook, "t-", "t").sync_all()
+    RosterSync(course.engine, {platform.issuer: client}, course.gradebook, "t-", "t", binding=course.binding).sync_all()
     assert {tuple(s) for s in platform.token_requests} == {(LINEITEM,), (SCORE,), (MEMBERSHIP,)}
     assert platform.issued_tokens and not any(t in caplog.text for t in platform.issued_tokens)
     assert course.lms_scores() == {"Ada": 100}

@@ -158,6 +158,11 @@ class PlatformState:
                 "deployment_ids": [self.deployment_id], "authorize_url": f"{self.issuer}/auth",
                 "token_url": f"{self.issuer}/token", "jwks_url": f"{self.issuer}/jwks", "ca_bundle": str(self.tls.ca)}
 
+    def bound_registration(self, course_id: str, deployment_ids: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The registration with this hub's course bound to ``course_id`` (on the platform's deployment)."""
+        return {**self.tool_registration(), "deployment_ids": deployment_ids or (self.deployment_id,),
+                "course_context_id": course_id, "course_deployment_id": self.deployment_id}
+
     def _registration(self) -> Registration:
         registration = (Registration().set_iss(self.issuer).set_client_id(self.client_id)
                         .set_deployment_id(self.deployment_id).set_oidc_login_url(self.tool["login_url"])
