@@ -410,3 +410,51 @@ def test_kill_9_of_the_service_while_a_score_is_on_its_way(course, platform, tmp
         service.wait()
     assert len(platform.courses[course.id].lineitems) == 1
     assert course.lms_scores() == {"Ada": 85}
+
+
+def test_a_student_enrolled_elsewhere_gets_no_grade_there_and_the_page_says_why(course, platform):
+    """Issue #30: another LMS course's instructor enrols a student of this course in theirs, and rosters sync."""
+    from types import SimpleNamespace
+
+    from hub.lms.web import status
+
+    ada = course.student("Ada", "Lovelace")
+    [sub] = [p.sub for p in platform.courses[course.id].people.values() if p.given_name == "Ada"]
+    elsewhere = f"{course.id}-elsewhere"
+    platform.add_course(elsewhere, "Someone else's course")
+    platform.enrol(elsewhere, new_person("Eve", "Elsewhere", role="Instructor"))
+    platform.enrol(elsewhere, type(platform.courses[course.id].people[sub])(sub, "Ada", "Lovelace", "a@x", "Learner"))
+    # The other course on record, as one was before binding existed (its instructor's launch made it).
+    enrol.record_context(course.engine, {
+        "issuer": platform.issuer, "context_id": elsewhere, "deployment_id": platform.deployment_id,
+        "context_title": "Someone else's course", "lineitems_url": f"{platform.issuer}/api/{elsewhere}/lineitems",
+        "nrps_url": f"{platform.issuer}/api/{elsewhere}/memberships", "ags_scopes": OFFERED})
+    client = LmsClient(course.registration, platform.key)
+    results = {r.context_id: r for r in RosterSync(course.engine, {platform.issuer: client}, course.gradebook,
+                                                   "t-", "t", binding=course.binding).sync_all()}
+    assert results[course.id].error is None and results[course.id].active == 1
+    assert results[elsewhere].error and "not to this LMS course" in results[elsewhere].error
+    with course.engine.begin() as db:
+        contexts_enrolled = {r.context_id for r in db.execute(enrolments.select())}
+    assert contexts_enrolled == {course.id}  # nobody of the other course was enrolled here
+    # Even an enrolment there on record (from before the binding) sends nothing there.
+    enrol.record(course.engine, course.gradebook, {"issuer": platform.issuer, "sub": sub, "role": roles.STUDENT,
+                                                   "context_id": elsewhere}, prefix="t-", tag="t")
+    course.grade("Ada", 100)
+    course.drain()
+    assert course.lms_scores() == {"Ada": 100}
+    assert platform.courses[elsewhere].lineitems == {} and platform.courses[elsewhere].scores == {}
+    assert [p["course"] for p in platform.score_posts if p["course"] in (course.id, elsewhere)] == [course.id]
+    # A score queued for it before the binding is refused with the reason, never posted.
+    course.outbox.enqueue(Key(platform.issuer, elsewhere, ada, ASSIGNMENT), Score(100, 100, "Submitted",
+                                                                                    "FullyGraded"))
+    course.drain()
+    assert platform.courses[elsewhere].scores == {}
+    [refusal] = [r for r in course.outbox.rows((FAILED,)) if r.context_id == elsewhere]
+    assert "not to this LMS course" in refusal.last_error
+    page = status(SimpleNamespace(engine=course.engine, outbox=course.outbox, binding=course.binding))
+    [there] = [p for p in page["people"] if p["account"] == ada and p["ignored"]]
+    assert "from the LMS course \"Someone else's course\"" in there["ignored"] and "no grades sent there" in there[
+        "ignored"]
+    assert [c["ignored"] for c in page["courses"] if c["course"] == "Someone else's course"][0]
+    assert course.id in page["binding"]

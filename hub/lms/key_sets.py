@@ -24,6 +24,7 @@ from typing import Any
 
 import jwt
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.simple_httpclient import HTTPTimeoutError
 
 from hub.lms.registrations import Platform
 
@@ -100,10 +101,10 @@ class KeySets:
             data = await asyncio.wait_for(self.fetch(platform, self.timeout), self.timeout + 1)
             keys = {k.key_id or "": k for k in jwt.PyJWKSet.from_dict(data).keys if k.public_key_use in (None, "sig")}
             entry.keys, entry.fetched_at, entry.error = keys, self.clock(), ""
-        except TimeoutError:
+        except (TimeoutError, HTTPTimeoutError):
             entry.error = f"no answer within {self.timeout:g} s"
         except HTTPClientError as error:
-            entry.error = f"HTTP {error.code}"
+            entry.error = f"HTTP {error.code} {error.message or ''}".strip()
         except (OSError, ValueError, jwt.PyJWTError) as error:
             entry.error = f"{type(error).__name__}: {error}"
         finally:
