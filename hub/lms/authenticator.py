@@ -25,6 +25,7 @@ JSON configuration at ``/hub/lti13/config`` (docs/lms.md).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import subprocess
 from pathlib import Path
@@ -64,16 +65,22 @@ def require_https(handler: BaseHandler) -> None:
                              "LMS (docs/lms.md).")
 
 
+async def _maybe_awaited(result: Any) -> None:
+    """The library's handler methods are plain functions in one version and coroutines in another."""
+    if inspect.isawaitable(result):
+        await result
+
+
 class LoginHandler(LTI13LoginInitHandler):
     """The login initiation: the library's, with the platform looked up by issuer and client id."""
 
     async def get(self) -> None:
         require_https(self)
-        await super().get()
+        await _maybe_awaited(super().get())
 
     async def post(self) -> None:
         require_https(self)
-        await super().post()
+        await _maybe_awaited(super().post())
 
     def authorize_redirect(self, redirect_uri: str, login_hint: str, nonce: str, client_id: str, state: str,
                            lti_message_hint: str | None = None) -> None:
