@@ -499,3 +499,34 @@ def test_names_that_are_script_run_nowhere_on_the_lms_and_queue_pages(hub, lms):
             assert "<script>" in page.inner_text("body")  # formgrader's table shows the name, as text
         finally:
             browser.close()
+
+
+def test_a_hanging_key_endpoint_stalls_nothing_but_its_own_launches(hub, lms):
+    """Launches signed with made-up key ids while the LMS's key set hangs: the hub keeps answering others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ann = HttpLaunch(hub, lms, "Ann")
+    time.sleep(31)  # past the hub's refetch interval, whatever launch fetched the key set last
+    lms.keys_delay, before = 20.0, lms.keys_requests
+    ca = str(lms.tls.ca)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            launches = [pool.submit(ann.post, lms.sign(ann.claims, headers={"kid": f"made-up-{n}"}))
+                        for n in range(12)]
+            time.sleep(0.5)  # the launches wait for the one fetch now
+            health = []
+            while not all(f.done() for f in launches):
+                started = time.monotonic()
+                assert requests.get(f"{hub.url}/hub/health", verify=ca, timeout=30).ok
+                health.append(time.monotonic() - started)
+                time.sleep(0.2)
+            answers = [f.result() for f in launches]
+    finally:
+        lms.keys_delay = 0.0
+    print(f"\n12 launches with made-up key ids, the key set hanging 20 s: refused in "
+          f"{max(a.elapsed.total_seconds() for a in answers):.1f} s; meanwhile {len(health)} other requests, "
+          f"slowest {max(health) * 1000:.0f} ms")
+    assert all(a.status_code == 403 and "cannot be checked" in html.unescape(a.text) for a in answers)
+    assert lms.keys_requests == before + 1  # one fetch for all twelve
+    # The hub answered others all the while the fetch hung: many requests, none waiting for the key set.
+    assert len(health) >= 5 and max(health) < 5

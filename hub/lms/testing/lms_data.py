@@ -113,6 +113,9 @@ class PlatformState:
         self.lock = threading.RLock()
         self.answers: list[int] = []
         self.delay = 0.0
+        # Seconds the key set (JWKS) endpoint waits before it answers.
+        self.keys_delay = 0.0
+        self.keys_requests = 0
         self.token_requests: list[list[str]] = []
         self.score_posts: list[dict[str, Any]] = []
         self.lineitem_creations = 0
