@@ -186,7 +186,8 @@ def test_a_student_launches_works_submits_and_the_lms_gradebook_shows_100(hub, l
             context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
             page = context.new_page()
             page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Ann'].sub}")
-            page.get_by_role("link", name="U-Net segmentation").click()
+            # Her first launch sets her up (account, gradebook, fetch): over 30 s on a busy machine.
+            page.get_by_role("link", name="U-Net segmentation").click(timeout=240_000)
             page.wait_for_url(f"**/lab/tree/{ASSIGNMENT}/{NOTEBOOK}.ipynb**", timeout=240_000)
             page.screenshot(path=str(ARTIFACTS / "ann_landed.png"))
             type_solutions(page, nb, code, timeout=180_000)
