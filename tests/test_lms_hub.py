@@ -162,7 +162,8 @@ def test_an_instructors_launch_opens_formgrader(hub, lms):
         try:
             page = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000}).new_page()
             page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Tess'].sub}")
-            page.get_by_role("link", name="U-Net segmentation").click()
+            # Her first launch sets her up (account, gradebook): over 30 s on a busy machine.
+            page.get_by_role("link", name="U-Net segmentation").click(timeout=240_000)
             page.wait_for_url("**/services/unet-segmentation/formgrader**", timeout=180_000)
             page.get_by_text("Manage Assignments").first.wait_for(timeout=120_000)
             page.get_by_text(ASSIGNMENT).first.wait_for(timeout=60_000)
