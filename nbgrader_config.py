@@ -42,6 +42,8 @@ c.Execute.timeout = 60
 # runs in a bubblewrap sandbox, and the hidden test cells get their verdicts
 # from checks run in this process on evidence collected in the sandbox.
 c.Autograde.exporter_class = "grader.engine.intake.SubmissionExporter"
+# grades.csv with names (an LMS's, say) that a spreadsheet never runs as formulas, and columns that never shift.
+c.ExportApp.plugin_class = "grader.tools.csv_export.SafeCsvExportPlugin"
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",

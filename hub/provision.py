@@ -209,6 +209,8 @@ c = get_config()  # noqa: F821
 # JupyterHub 4.1+ forbids framing by default, and formgrader lives in a frame
 # of JupyterLab: without this its panel stays blank (nbgrader issue #1870).
 c.ServerApp.tornado_settings = {{"headers": {{"Content-Security-Policy": "frame-ancestors 'self'"}}}}
+# Formgrader's pages escape the names an LMS sends and run only their own scripts (issue #30).
+c.ServerApp.jpserver_extensions = {{"unet_hub.formgrader_guard": True}}
 {news_off}''')
     news = "@jupyterlab/apputils-extension:announcements"
     (student / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": {

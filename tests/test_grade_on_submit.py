@@ -248,7 +248,9 @@ def test_the_policies_what_students_see_the_cap_and_failures(hub):
         time.sleep(1)
     page = api(hub, token, f"feedback/{graded.id}")
     assert page.status_code == 200 and "Score: 100.0 / 100.0" in page.text
-    assert page.headers["Content-Security-Policy"] == "sandbox"
+    policy = page.headers["Content-Security-Policy"]
+    assert policy.startswith("sandbox;") and "script-src 'none'" in policy  # shown as a document, no script runs
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
     while len(set((hub.layout.exchange / COURSE / "feedback").glob("*.html")) - before) < 1:
         assert time.monotonic() < deadline + 45, "the held feedback was not released after the due date"
         time.sleep(1)

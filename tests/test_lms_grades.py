@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 
 from grader.course import ROOT
 from hub.lms import enrol, roles
+from hub.lms.binding import binding_of
 from hub.lms.client import LINEITEM, MEMBERSHIP, SCORE, LmsClient
 from hub.lms.keys import ensure_tool_key
 from hub.lms.outbox import FAILED, PENDING, POSTED, Key, Outbox, Score
@@ -69,8 +70,8 @@ class Course:
         self.platform, self.folder = platform, folder
         self.id = f"course{Course.counter}"
         platform.add_course(self.id, f"Course {Course.counter}")
-        self.registration = Platform(**{**platform.tool_registration(),
-                                        "deployment_ids": (platform.deployment_id,)})
+        self.registration = Platform(**platform.bound_registration(self.id))
+        self.binding = binding_of([self.registration])
         (folder / "grade_on_submit").mkdir()
         self.engine = lms_engine(database_url or f"sqlite:///{folder / 'grade_on_submit' / 'queue.sqlite'}")
         self.gradebook = f"sqlite:///{folder / 'gradebook.db'}"
@@ -84,12 +85,13 @@ class Course:
             "nrps_url": f"{platform.issuer}/api/{self.id}/memberships", "ags_scopes": OFFERED})
         self.outbox = Outbox(self.engine, max_backoff=0.5)
         self.reconciler = Reconciler(self.engine, self.outbox, self.gradebook, folder / "grade_on_submit.json",
-                                     settle=0)
+                                     settle=0, binding=self.binding)
         self.accounts: dict[str, str] = {}
 
     def poster(self) -> Poster:
         return Poster(self.engine, self.outbox, {self.platform.issuer: LmsClient(self.registration,
-                                                                                 self.platform.key)}, lease=3)
+                                                                                 self.platform.key)}, lease=3,
+                      binding=self.binding)
 
     def student(self, given: str, family: str) -> str:
         person = self.platform.enrol(self.id, new_person(given, family))
@@ -335,7 +337,8 @@ def test_the_roster_sync_enrols_before_any_launch_and_keeps_who_left(course, pla
     carol = platform.enrol(course.id, new_person("Carol", "Shaw"))
     platform.enrol(course.id, new_person("Tess", "Teacher", role="Instructor"))
     client = LmsClient(course.registration, platform.key)
-    sync = RosterSync(course.engine, {platform.issuer: client}, course.gradebook, prefix="t-", tag="t")
+    sync = RosterSync(course.engine, {platform.issuer: client}, course.gradebook, prefix="t-", tag="t",
+                      binding=course.binding)
     [result] = sync.sync_all()
     assert result.error is None and result.active == 3
     with Gradebook(course.gradebook) as gb:
@@ -362,7 +365,7 @@ def test_tokens_have_exactly_the_scopes_used_and_never_reach_a_log(course, platf
     platform.answers.append(503)
     course.drain()
     client = LmsClient(course.registration, platform.key)
-    RosterSync(course.engine, {platform.issuer: client}, course.gradebook, "t-", "t").sync_all()
+    RosterSync(course.engine, {platform.issuer: client}, course.gradebook, "t-", "t", binding=course.binding).sync_all()
     assert {tuple(s) for s in platform.token_requests} == {(LINEITEM,), (SCORE,), (MEMBERSHIP,)}
     assert platform.issued_tokens and not any(t in caplog.text for t in platform.issued_tokens)
     assert course.lms_scores() == {"Ada": 100}
@@ -407,3 +410,51 @@ def test_kill_9_of_the_service_while_a_score_is_on_its_way(course, platform, tmp
         service.wait()
     assert len(platform.courses[course.id].lineitems) == 1
     assert course.lms_scores() == {"Ada": 85}
+
+
+def test_a_student_enrolled_elsewhere_gets_no_grade_there_and_the_page_says_why(course, platform):
+    """Issue #30: another LMS course's instructor enrols a student of this course in theirs, and rosters sync."""
+    from types import SimpleNamespace
+
+    from hub.lms.web import status
+
+    ada = course.student("Ada", "Lovelace")
+    [sub] = [p.sub for p in platform.courses[course.id].people.values() if p.given_name == "Ada"]
+    elsewhere = f"{course.id}-elsewhere"
+    platform.add_course(elsewhere, "Someone else's course")
+    platform.enrol(elsewhere, new_person("Eve", "Elsewhere", role="Instructor"))
+    platform.enrol(elsewhere, type(platform.courses[course.id].people[sub])(sub, "Ada", "Lovelace", "a@x", "Learner"))
+    # The other course on record, as one was before binding existed (its instructor's launch made it).
+    enrol.record_context(course.engine, {
+        "issuer": platform.issuer, "context_id": elsewhere, "deployment_id": platform.deployment_id,
+        "context_title": "Someone else's course", "lineitems_url": f"{platform.issuer}/api/{elsewhere}/lineitems",
+        "nrps_url": f"{platform.issuer}/api/{elsewhere}/memberships", "ags_scopes": OFFERED})
+    client = LmsClient(course.registration, platform.key)
+    results = {r.context_id: r for r in RosterSync(course.engine, {platform.issuer: client}, course.gradebook,
+                                                   "t-", "t", binding=course.binding).sync_all()}
+    assert results[course.id].error is None and results[course.id].active == 1
+    assert results[elsewhere].error and "not to this LMS course" in results[elsewhere].error
+    with course.engine.begin() as db:
+        contexts_enrolled = {r.context_id for r in db.execute(enrolments.select())}
+    assert contexts_enrolled == {course.id}  # nobody of the other course was enrolled here
+    # Even an enrolment there on record (from before the binding) sends nothing there.
+    enrol.record(course.engine, course.gradebook, {"issuer": platform.issuer, "sub": sub, "role": roles.STUDENT,
+                                                   "context_id": elsewhere}, prefix="t-", tag="t")
+    course.grade("Ada", 100)
+    course.drain()
+    assert course.lms_scores() == {"Ada": 100}
+    assert platform.courses[elsewhere].lineitems == {} and platform.courses[elsewhere].scores == {}
+    assert [p["course"] for p in platform.score_posts if p["course"] in (course.id, elsewhere)] == [course.id]
+    # A score queued for it before the binding is refused with the reason, never posted.
+    course.outbox.enqueue(Key(platform.issuer, elsewhere, ada, ASSIGNMENT), Score(100, 100, "Submitted",
+                                                                                    "FullyGraded"))
+    course.drain()
+    assert platform.courses[elsewhere].scores == {}
+    [refusal] = [r for r in course.outbox.rows((FAILED,)) if r.context_id == elsewhere]
+    assert "not to this LMS course" in refusal.last_error
+    page = status(SimpleNamespace(engine=course.engine, outbox=course.outbox, binding=course.binding))
+    [there] = [p for p in page["people"] if p["account"] == ada and p["ignored"]]
+    assert "from the LMS course \"Someone else's course\"" in there["ignored"] and "no grades sent there" in there[
+        "ignored"]
+    assert [c["ignored"] for c in page["courses"] if c["course"] == "Someone else's course"][0]
+    assert course.id in page["binding"]

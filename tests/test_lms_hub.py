@@ -60,7 +60,7 @@ if MISSING and not os.environ.get("CI"):
 
 ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "lms"
 ON = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0}}
-COURSE = "bio101"
+COURSE, SANDBOX = "bio101", "mal-sandbox"
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,9 @@ def lms():
     platform = LocalPlatform(tls).start()
     platform.add_course(COURSE, "Biology 101")
     platform.add_link(COURSE, "unet", "U-Net segmentation")
+    # Another course on the same deployment, as with a tool installed for a whole Canvas account.
+    platform.add_course(SANDBOX, "Mal's sandbox")
+    platform.add_link(SANDBOX, "unet", "U-Net segmentation (copied link)")
     platform.people = {}
     people = [("Tess", "Teacher", "Instructor"), ("Ann", "Archer", "Learner"), ("Ben", "Baker", "Learner"),
               ("Rex", "Replay", "Learner"), ("Fay", "Forger", "Learner"), ("Dot", "Burst", "Learner"),
@@ -93,7 +96,8 @@ def lms():
 @pytest.fixture(scope="module")
 def hub(small_data, lms):
     assert not MISSING, MISSING
-    registration = Platform(**{**lms.tool_registration(), "deployment_ids": (lms.deployment_id,)})
+    # The hub's course bound to bio101 (hub.lms.binding); the sandbox course shares the deployment.
+    registration = Platform(**lms.bound_registration(COURSE))
     [lms_port] = free_ports(1)
 
     def register(layout) -> None:
@@ -129,11 +133,11 @@ def wait_for_score(lms, given: str, expected: float, timeout: float = 240) -> fl
 class HttpLaunch:
     """A launch without a browser: the same redirects and form post, with one cookie jar."""
 
-    def __init__(self, hub, lms, given: str):
+    def __init__(self, hub, lms, given: str, course: str = COURSE):
         self.hub, self.lms = hub, lms
         # verify= on each call: requests lets REQUESTS_CA_BUNDLE override a session's own.
         self.http, ca = requests.Session(), str(lms.tls.ca)
-        start = self.http.get(f"{lms.issuer}/course/{COURSE}/launch/unet", params={"user": lms.people[given].sub},
+        start = self.http.get(f"{lms.issuer}/course/{course}/launch/unet", params={"user": lms.people[given].sub},
                               allow_redirects=False, timeout=30, verify=ca)
         init = self.http.get(start.headers["Location"], allow_redirects=False, timeout=30, verify=ca)
         assert init.status_code == 302, init.text
@@ -158,7 +162,8 @@ def test_an_instructors_launch_opens_formgrader(hub, lms):
         try:
             page = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000}).new_page()
             page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Tess'].sub}")
-            page.get_by_role("link", name="U-Net segmentation").click()
+            # Her first launch sets her up (account, gradebook): over 30 s on a busy machine.
+            page.get_by_role("link", name="U-Net segmentation").click(timeout=240_000)
             page.wait_for_url("**/services/unet-segmentation/formgrader**", timeout=180_000)
             page.get_by_text("Manage Assignments").first.wait_for(timeout=120_000)
             page.get_by_text(ASSIGNMENT).first.wait_for(timeout=60_000)
@@ -182,7 +187,8 @@ def test_a_student_launches_works_submits_and_the_lms_gradebook_shows_100(hub, l
             context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
             page = context.new_page()
             page.goto(f"{lms.issuer}/course/{COURSE}?user={lms.people['Ann'].sub}")
-            page.get_by_role("link", name="U-Net segmentation").click()
+            # Her first launch sets her up (account, gradebook, fetch): over 30 s on a busy machine.
+            page.get_by_role("link", name="U-Net segmentation").click(timeout=240_000)
             page.wait_for_url(f"**/lab/tree/{ASSIGNMENT}/{NOTEBOOK}.ipynb**", timeout=240_000)
             page.screenshot(path=str(ARTIFACTS / "ann_landed.png"))
             type_solutions(page, nb, code, timeout=180_000)
@@ -289,9 +295,9 @@ def test_the_roster_sync_enrols_who_never_launched_and_keeps_who_left(hub, lms):
     assert accounts.tag_of(emails[cleo.email]) is None  # her unix account waits for her first launch
 
 
-def instructor_session(hub, lms) -> tuple[requests.Session, str]:
-    """Tess, logged in through her launch, as her browser would be (the hub's cookies)."""
-    launch = HttpLaunch(hub, lms, "Tess")
+def instructor_session(hub, lms, given: str = "Tess", course: str = COURSE) -> tuple[requests.Session, str]:
+    """Tess (or ``given``), logged in through her launch, as her browser would be (the hub's cookies)."""
+    launch = HttpLaunch(hub, lms, given, course)
     answer = launch.post()
     session = requests.Session()
     for cookie in launch.http.cookies:
@@ -380,3 +386,149 @@ def test_restarting_the_hub_posts_nothing_twice_and_keeps_one_column(hub, lms, s
     assert len(lms.score_posts) == posts
     assert len(lms.courses[COURSE].lineitems) == 1
     assert lms_score(lms, "Ann") == 100
+
+
+def protected_pages(hub) -> dict[str, str]:
+    return {"formgrader": f"{hub.url}/services/{hub.layout.course_id}/formgrader",
+            "course service": f"{hub.url}/services/{hub.layout.course_id}/lab",
+            "formgrader API": f"{hub.url}/services/{hub.layout.course_id}/formgrader/api/students",
+            "LMS page": f"{hub.url}/services/{hub.layout.lms_service}/",
+            "LMS API": f"{hub.url}/services/{hub.layout.lms_service}/api/status"}
+
+
+def answers(session: requests.Session, url: str, ca: str) -> int:
+    """The status a logged-in person finally gets for ``url`` (following the services' OAuth redirects)."""
+    return session.get(url, timeout=120, verify=ca).status_code
+
+
+def as_role(lms, course: str, given: str, role: str):
+    person = lms.people[given]
+    return lms.enrol(course, type(person)(person.sub, person.given_name, person.family_name, person.email, role=role))
+
+
+def test_roles_belong_to_the_bound_course_and_a_lost_role_is_taken_away(hub, lms):
+    """Issue #30: a learner here who teaches a sandbox on the same deployment never becomes a grader here."""
+    lms.people["Mal"] = lms.enrol(COURSE, new_person("Mal", "Lory"))
+    as_role(lms, SANDBOX, "Mal", "Instructor")
+    session, ca = instructor_session(hub, lms, "Mal")  # his launch in bio101, as a learner
+    for what, url in protected_pages(hub).items():
+        assert answers(session, url, ca) == 403, what
+    # His launch as the sandbox's instructor is refused, whatever the deployment shares; his session is unchanged.
+    sandbox = HttpLaunch(hub, lms, "Mal", SANDBOX).post()
+    assert sandbox.status_code == 403 and "belongs to another LMS course" in html.unescape(sandbox.text)
+    for what, url in protected_pages(hub).items():
+        assert answers(session, url, ca) == 403, what
+    mal = account_of(hub, lms, "Mal")
+    assert hub.layout.instructors_group not in groups_of(hub, mal)
+    # A sandbox learner, TA or content developer who is not in bio101 gets nothing, not even an account.
+    for role in ("Learner", "TeachingAssistant", "ContentDeveloper"):
+        lms.people[f"S-{role}"] = lms.enrol(SANDBOX, new_person("Sand", role, role=role))
+        assert HttpLaunch(hub, lms, f"S-{role}", SANDBOX).post().status_code == 403
+        assert account_of(hub, lms, f"S-{role}") is None
+    # A TA of bio101 grades; once the LMS makes him a learner, his next launch takes formgrader away.
+    lms.people["Gus"] = lms.enrol(COURSE, new_person("Gus", "Grader", role="TeachingAssistant"))
+    session, ca = instructor_session(hub, lms, "Gus")
+    assert answers(session, protected_pages(hub)["formgrader API"], ca) == 200
+    as_role(lms, COURSE, "Gus", "Learner")
+    session, ca = instructor_session(hub, lms, "Gus")
+    assert hub.layout.instructors_group not in groups_of(hub, account_of(hub, lms, "Gus"))
+    assert answers(session, protected_pages(hub)["LMS page"], ca) == 403
+
+
+def groups_of(hub, account: str) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(hub.layout.hub_dir / "jupyterhub.sqlite") as db:
+        return {name for (name,) in db.execute(
+            "select groups.name from groups join user_group_map on groups.id = user_group_map.group_id "
+            "join users on users.id = user_group_map.user_id where users.name = ?", (account,))}
+
+
+def test_lti_is_refused_on_the_internal_plain_http_port(hub, lms):
+    internal = f"http://127.0.0.1:{hub.layout.hub_api_port}/hub/lti13"
+    login = requests.get(f"{internal}/oauth_login", params={"iss": lms.issuer, "login_hint": "x",
+                                                             "client_id": lms.client_id,
+                                                             "target_link_uri": f"{hub.url}/hub"},
+                         allow_redirects=False, timeout=30)
+    assert login.status_code == 403 and "https address" in html.unescape(login.text)
+    launch = HttpLaunch(hub, lms, "Ann")
+    callback = requests.post(f"{internal}/oauth_callback", data=launch.form, headers={"Cookie": launch.cookies},
+                             allow_redirects=False, timeout=60)
+    assert callback.status_code == 403 and "https address" in html.unescape(callback.text)
+
+
+def test_names_that_are_script_run_nowhere_on_the_lms_and_queue_pages(hub, lms):
+    """A student whose every name field is script launches and submits; the instructor's pages run none of it."""
+    from playwright.sync_api import sync_playwright
+
+    mark = "(window.__pwned=(window.__pwned||[])).push('{}')"
+    hostile = lms.enrol(COURSE, new_person("Xss", "Student"))
+    hostile.given_name = f"<script>{mark.format('given')}</script>"
+    hostile.family_name = f'"><img src=x onerror="{mark.format("family")}">'
+    hostile.email = f"<svg onload=\"{mark.format('email')}\"></svg>@x.example"
+    lms.people["Xss"] = hostile
+    assert HttpLaunch(hub, lms, "Xss").post().status_code == 302
+    xss = account_of(hub, lms, "Xss")
+    result = hub.nbgrader_as(xss, "submit", ASSIGNMENT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    session, ca = instructor_session(hub, lms)
+    pages = [f"{hub.url}/services/{hub.layout.lms_service}/", f"{hub.url}/services/{hub.layout.grading_service}/queue"]
+    deadline = time.monotonic() + 240
+    while xss not in session.get(pages[1], timeout=60, verify=ca).text or "graded" not in session.get(
+            pages[1], timeout=60, verify=ca).text:
+        assert time.monotonic() < deadline, "the hostile student's submission was not graded"
+        time.sleep(2)
+    for url in pages:
+        answer = session.get(url, timeout=60, verify=ca)
+        policy = answer.headers["Content-Security-Policy"]
+        assert "script-src 'nonce-" in policy and answer.headers["X-Content-Type-Options"] == "nosniff"
+    status = session.get(f"{pages[0]}api/status", timeout=60, verify=ca)
+    assert status.headers["Content-Type"].startswith("application/json")
+    assert status.headers["X-Content-Type-Options"] == "nosniff"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True)
+            context.add_cookies([{"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": c.path or "/"}
+                                 for c in session.cookies])
+            page = context.new_page()
+            for url in pages + [protected_pages(hub)["formgrader"] + "/manage_students"]:
+                page.goto(url)
+                page.wait_for_load_state("networkidle")
+                page.wait_for_timeout(500)
+                assert page.evaluate("window.__pwned || []") == [], url
+                page.screenshot(path=str(ARTIFACTS / f"hostile_{url.rstrip('/').rsplit('/', 1)[-1]}.png"))
+            assert "<script>" in page.inner_text("body")  # formgrader's table shows the name, as text
+        finally:
+            browser.close()
+
+
+def test_a_hanging_key_endpoint_stalls_nothing_but_its_own_launches(hub, lms):
+    """Launches signed with made-up key ids while the LMS's key set hangs: the hub keeps answering others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ann = HttpLaunch(hub, lms, "Ann")
+    time.sleep(31)  # past the hub's refetch interval, whatever launch fetched the key set last
+    lms.keys_delay, before = 20.0, lms.keys_requests
+    ca = str(lms.tls.ca)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            launches = [pool.submit(ann.post, lms.sign(ann.claims, headers={"kid": f"made-up-{n}"}))
+                        for n in range(12)]
+            time.sleep(0.5)  # the launches wait for the one fetch now
+            health = []
+            while not all(f.done() for f in launches):
+                started = time.monotonic()
+                assert requests.get(f"{hub.url}/hub/health", verify=ca, timeout=30).ok
+                health.append(time.monotonic() - started)
+                time.sleep(0.2)
+            answers = [f.result() for f in launches]
+    finally:
+        lms.keys_delay = 0.0
+    print(f"\n12 launches with made-up key ids, the key set hanging 20 s: refused in "
+          f"{max(a.elapsed.total_seconds() for a in answers):.1f} s; meanwhile {len(health)} other requests, "
+          f"slowest {max(health) * 1000:.0f} ms")
+    assert all(a.status_code == 403 and "cannot be checked" in html.unescape(a.text) for a in answers)
+    assert lms.keys_requests == before + 1  # one fetch for all twelve
+    # The hub answered others all the while the fetch hung: many requests, none waiting for the key set.
+    assert len(health) >= 5 and max(health) < 5

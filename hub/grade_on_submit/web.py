@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import TYPE_CHECKING
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
@@ -19,7 +18,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from hub.grade_on_submit import views
-from hub.grade_on_submit.page_parts import table
+from hub.grade_on_submit.page_parts import HardenedPage, script_value, table
 from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import FAILED, GRADING, QUEUED
 
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
 STUDENT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Your gradings</title>
-<style>
+<style nonce="{nonce}">
 body {{ font-family: system-ui, sans-serif; margin: 2rem; max-width: 70rem; }}
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: .4rem .6rem; }}
 tr {{ border-bottom: 1px solid #ccc; }} .note {{ color: #444; }} [data-state=failed] .state {{ font-weight: bold; }}
@@ -41,7 +40,7 @@ tr {{ border-bottom: 1px solid #ccc; }} .note {{ color: #444; }} [data-state=fai
 <table><thead><tr><th>Submitted</th><th>Assignment</th><th>State</th><th>Score</th><th>Feedback</th>
 <th>Details</th></tr></thead><tbody id="submissions"><tr><td colspan="6">Loading…</td></tr></tbody></table>
 {instructor_link}
-<script>
+<script nonce="{nonce}">
 const api = {api_url}, feedbackBase = {feedback_url}, xsrf = {xsrf};
 function cell(row, text) {{
   const td = document.createElement("td"); td.textContent = text; row.append(td); return td;
@@ -74,7 +73,8 @@ refresh();
 
 QUEUE_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Grading queue</title>
-<style>body {{ font-family: system-ui, sans-serif; margin: 2rem; }} table {{ border-collapse: collapse; }}
+<style nonce="{nonce}">body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
+table {{ border-collapse: collapse; }}
 th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc; vertical-align: top; }}</style>
 </head><body><h1>Grading queue of {course}</h1>
 {problem}
@@ -84,7 +84,7 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 <h2>Not queued</h2>{refused}
 <h2>Recently finished</h2>{done_rows}
 <p>The same as JSON: <a href="{api_url}">api/queue</a>. This page reloads every 5 seconds.</p>
-<script>setTimeout(() => location.reload(), 5000);</script>
+<script nonce="{nonce}">setTimeout(() => location.reload(), 5000);</script>
 </body></html>
 """
 
@@ -93,7 +93,7 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 SHOWN_REFUSED = 200
 
 
-class Base(HubOAuthenticated, web.RequestHandler):
+class Base(HardenedPage, HubOAuthenticated, web.RequestHandler):
     """A page or API behind the hub's login; knows the service and who is asking."""
 
     @property
@@ -117,9 +117,6 @@ class Base(HubOAuthenticated, web.RequestHandler):
         problem = self.service.problem(instructor=self.is_instructor())
         return f'<p role="alert"><strong>{html.escape(problem)}</strong></p>' if problem else ""
 
-    def set_default_headers(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-
 
 class StudentPage(Base):
     """The logged-in person's own submissions (the table fills itself from ``api/mine``)."""
@@ -136,10 +133,10 @@ class StudentPage(Base):
         self.write(STUDENT_PAGE.format(course=html.escape(self.service.course_id), problem=self.problem_html(),
                                        policies=html.escape(self.service.policy_summary()),
                                        clutter=self.clutter_html(),
-                                       api_url=json.dumps(url_path_join(prefix, "api/mine")),
-                                       feedback_url=json.dumps(url_path_join(prefix, "feedback/")),
-                                       xsrf=json.dumps(self.xsrf_token.decode()),
-                                       instructor_link=link))
+                                       api_url=script_value(url_path_join(prefix, "api/mine")),
+                                       feedback_url=script_value(url_path_join(prefix, "feedback/")),
+                                       xsrf=script_value(self.xsrf_token.decode()),
+                                       instructor_link=link, nonce=self.csp_nonce))
 
 
 class MineApi(Base):
@@ -147,8 +144,7 @@ class MineApi(Base):
 
     @web.authenticated
     def get(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.write(json.dumps(self.service.student_view(self.user_name())))
+        self.write_json(self.service.student_view(self.user_name()))
 
 
 class Feedback(Base):
@@ -164,7 +160,8 @@ class Feedback(Base):
             raise web.HTTPError(404, "This submission's feedback page is missing; your instructor can make it again "
                                      "with generate_feedback.")
         # The page holds the student's own outputs: shown as a document, its scripts do not run.
-        self.set_header("Content-Security-Policy", "sandbox")
+        self.set_header("Content-Security-Policy", "sandbox; script-src 'none'; object-src 'none'; "
+                                                   "frame-ancestors 'self'")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.write(page.read_bytes())
 
@@ -193,7 +190,7 @@ class QueuePage(Base):
             counts=html.escape(", ".join(f"{views.LABELS[s]}: {n}" for s, n in counts.items())),
             policies=html.escape(self.service.policy_text()), open_rows=table(open_rows, columns),
             refused=table(refused, ["folder", "why"]), done_rows=table(done, columns + ["phases"]),
-            api_url=html.escape(url_path_join(self.service.prefix, "api/queue"))))
+            api_url=html.escape(url_path_join(self.service.prefix, "api/queue")), nonce=self.csp_nonce))
 
 
 class QueueApi(Base):
@@ -202,9 +199,8 @@ class QueueApi(Base):
     @web.authenticated
     def get(self) -> None:
         self.require_instructor()
-        self.set_header("Content-Type", "application/json")
-        self.write(json.dumps({"problem": self.service.problem(), "submissions": self.service.instructor_view(),
-                               "refused": self.service.inbox.refused, "incomplete": self.service.inbox.stalled()}))
+        self.write_json({"problem": self.service.problem(), "submissions": self.service.instructor_view(),
+                         "refused": self.service.inbox.refused, "incomplete": self.service.inbox.stalled()})
 
 
 def application(service: GradingService) -> web.Application:

@@ -6,8 +6,12 @@ and nonce cookies) and callback, and changes four things:
 - the platform comes from the registrations in ``<state>/lms/platforms.json``
   (read again when it changes), not from one fixed issuer;
 - the callback's token is checked by ``hub.lms.launch.LaunchVerifier``
-  (deployment, ``azp``, single-use nonce, roles...), and a refused launch
-  ends on the hub's error page with the reason, having created nothing;
+  (deployment, ``azp``, single-use nonce, roles, the bound LMS course...),
+  without blocking the hub (the platform's keys are fetched asynchronously),
+  and a refused launch ends on the hub's error page with the reason, having
+  created nothing;
+- login and launch are accepted only over https (the address given to the
+  LMS), not on the hub's internal plain-http port;
 - the state and nonce cookies are ``SameSite=None; Secure``: the LMS posts
   the launch from another site, where a browser withholds any other cookie;
 - a verified launch sets the person up (``hub.lms.provision``) and sends a
@@ -21,6 +25,7 @@ JSON configuration at ``/hub/lti13/config`` (docs/lms.md).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import subprocess
 from pathlib import Path
@@ -37,6 +42,7 @@ from traitlets import Unicode
 from hub.accounts import AccountError
 from hub.layout import ASSIGNMENT, HubLayout
 from hub.lms import roles
+from hub.lms.key_sets import KeySets
 from hub.lms.keys import ensure_tool_key
 from hub.lms.launch import Launch, LaunchRefused, LaunchVerifier, authentication_request
 from hub.lms.nonces import NonceStore
@@ -45,8 +51,36 @@ from hub.lms.registrations import RegistrationError, load_platforms
 from hub.lms.scopes import TOOL_SCOPES
 
 
+def require_https(handler: BaseHandler) -> None:
+    """Refuse an LTI request that did not come in on the hub's https address.
+
+    The proxy that ends TLS (JupyterHub's own, or one in front) says https in
+    ``X-Forwarded-Proto``, which the hub takes as the request's protocol; a
+    request straight to the hub's internal plain-http port (127.0.0.1) says
+    http, and its cookies would travel in clear.  (A header forged by a local
+    user gains nothing: the launch must still be signed by the LMS.)
+    """
+    if handler.request.protocol != "https":
+        raise HTTPError(403, "LTI launches are accepted only on the hub's https address, the one given to the "
+                             "LMS (docs/lms.md).")
+
+
+async def _maybe_awaited(result: Any) -> None:
+    """The library's handler methods are plain functions in one version and coroutines in another."""
+    if inspect.isawaitable(result):
+        await result
+
+
 class LoginHandler(LTI13LoginInitHandler):
     """The login initiation: the library's, with the platform looked up by issuer and client id."""
+
+    async def get(self) -> None:
+        require_https(self)
+        await _maybe_awaited(super().get())
+
+    async def post(self) -> None:
+        require_https(self)
+        await _maybe_awaited(super().post())
 
     def authorize_redirect(self, redirect_uri: str, login_hint: str, nonce: str, client_id: str, state: str,
                            lti_message_hint: str | None = None) -> None:
@@ -66,15 +100,20 @@ class LoginHandler(LTI13LoginInitHandler):
 class CallbackHandler(LTI13CallbackHandler):
     """The launch: verified by ``LaunchVerifier``, then the person is set up and sent where they work."""
 
-    def decode_and_validate_launch_request(self) -> dict[str, Any]:
+    async def post(self) -> None:
+        require_https(self)
         args = convert_request_to_dict(self.request.arguments)
         try:
-            launch = self.authenticator.verifier().verify(args.get("id_token", ""), args.get("state", ""),
-                                                          self._get_state_cookie(), self._get_nonce_state_cookie())
+            launch = await self.authenticator.verifier().verify(
+                args.get("id_token", ""), args.get("state", ""), self._get_state_cookie(),
+                self._get_nonce_state_cookie())
         except LaunchRefused as error:
             self.log.warning("LTI launch refused: %s", error)
             raise HTTPError(error.status, str(error)) from None
-        return {"launch": launch}
+        user = await self.login_user({"launch": launch})
+        if user is None:
+            raise HTTPError(403, "The launch was not accepted.")
+        await self.redirect_to_next_url(user)
 
     async def redirect_to_next_url(self, user) -> None:
         self.redirect(self.authenticator.next_url(user.name))
@@ -122,6 +161,7 @@ class CourseLTI13Authenticator(LTI13Authenticator):
         self.layout = HubLayout.load(Path(self.state_folder))
         self.tool_key = ensure_tool_key(self.layout.lms_dir / "tool-key.pem")
         self.nonces = NonceStore(self.layout.lms_dir / "nonces.sqlite")
+        self.key_sets = KeySets()
         self._verifier: tuple[float, LaunchVerifier] | None = None
         self._next: dict[str, str] = {}
 
@@ -137,7 +177,8 @@ class CourseLTI13Authenticator(LTI13Authenticator):
                 platforms = load_platforms(path)
             except RegistrationError as error:
                 raise HTTPError(503, f"The hub's LMS registrations cannot be read: {error}") from None
-            self._verifier = (changed, LaunchVerifier(platforms, self.nonces, default_assignment=ASSIGNMENT))
+            self._verifier = (changed, LaunchVerifier(platforms, self.nonces, default_assignment=ASSIGNMENT,
+                                                             keys=self.key_sets))
         return self._verifier[1]
 
     def get_handlers(self, app) -> list:

@@ -6,21 +6,23 @@ and the two cookies the login step set, and returns a ``Launch`` or raises
 
 - ``state`` equals the state cookie (the launch was started in this browser);
 - the token's issuer and audience are a registered platform;
-- the signature, against the platform's JWKS (RS256 only; keys cached, fetched
-  again for an unknown key id), and ``iss``, ``aud``, ``exp``, ``iat``;
+- the signature, against the platform's JWKS (RS256 only; ``hub.lms.key_sets``:
+  fetched asynchronously, cached, at most once per interval per platform),
+  and ``iss``, ``aud``, ``exp``, ``iat``;
 - ``jupyterhub-ltiauthenticator``'s checks: the required claims, version
   1.3.0, the message type, the resource link, ``iat`` not older than
   ``max_age``, and ``azp`` when there are several audiences;
 - ``azp``, when present, is our client id; the ``deployment_id`` is registered;
 - only resource-link launches (a deep-linking request is refused);
-- the nonce is the hash of the nonce cookie and has not been used before;
-- the person's course role gives access (``hub.lms.roles``).
+- the person's course role gives access (``hub.lms.roles``);
+- the launch comes from the LMS course (issuer, client id, deployment,
+  context) this hub's course is bound to (``hub.lms.binding``);
+- the nonce is the hash of the nonce cookie and has not been used before.
 """
 
 from __future__ import annotations
 
 import re
-import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +33,8 @@ from ltiauthenticator.lti13.handlers import get_nonce
 from ltiauthenticator.lti13.validator import LTI13LaunchValidator
 
 from hub.lms import roles as lms_roles
+from hub.lms.binding import binding_of, unbound_reason
+from hub.lms.key_sets import KeySets, KeyUnavailable
 from hub.lms.nonces import NonceStore
 from hub.lms.registrations import Platform, find_platform
 
@@ -98,11 +102,13 @@ class LaunchVerifier:
     """Checks launches against ``platforms``; ``nonces`` remembers the nonces already used."""
 
     def __init__(self, platforms: list[Platform], nonces: NonceStore, default_assignment: str,
-                 max_age: int = 600, leeway: int = 5):
+                 max_age: int = 600, leeway: int = 5, keys: KeySets | None = None):
         self.platforms, self.nonces, self.default_assignment = platforms, nonces, default_assignment
         self.validator = LTI13LaunchValidator(max_age=max_age, time_leeway=leeway)
         self.leeway = leeway
-        self._keys: dict[str, jwt.PyJWKClient] = {}
+        # Shared by the verifiers made as the registrations change: the fetch rate stays bounded across them.
+        self.keys = keys or KeySets()
+        self.binding = binding_of(platforms)
 
     def platform_for_login(self, issuer: str, client_id: str | None) -> Platform:
         """The registration a login initiation names, or ``LaunchRefused``."""
@@ -113,18 +119,10 @@ class LaunchVerifier:
                                 "instructor to register it (docs/lms.md).", 403)
         return platform
 
-    def _signing_keys(self, platform: Platform) -> jwt.PyJWKClient:
-        client = self._keys.get(platform.jwks_url)
-        if client is None:
-            context = ssl.create_default_context(cafile=platform.ca_bundle or None)
-            client = jwt.PyJWKClient(platform.jwks_url, cache_keys=True, lifespan=300, timeout=10,
-                                     ssl_context=context)
-            self._keys[platform.jwks_url] = client
-        return client
-
-    def _decode(self, id_token: str) -> tuple[Platform, dict[str, Any]]:
+    async def _decode(self, id_token: str) -> tuple[Platform, dict[str, Any]]:
         try:
             unverified = jwt.decode(id_token, options={"verify_signature": False})
+            kid = jwt.get_unverified_header(id_token).get("kid")
         except jwt.PyJWTError:
             raise LaunchRefused("The launch carries no readable id_token.") from None
         audience = unverified.get("aud")
@@ -135,20 +133,20 @@ class LaunchVerifier:
             raise LaunchRefused(f"The launch comes from an LMS or client id this hub has no registration for "
                                 f"(issuer {unverified.get('iss')!r}, audience {audience!r}).", 403)
         try:
-            key = self._signing_keys(platform).get_signing_key_from_jwt(id_token).key
+            key = (await self.keys.signing_key(platform, kid if isinstance(kid, str) else None)).key
+        except KeyUnavailable as error:
+            raise LaunchRefused(f"The launch's signature cannot be checked: {error}.", 403) from None
+        try:
             claims = jwt.decode(id_token, key, algorithms=["RS256"], audience=platform.client_id,
                                 issuer=platform.issuer, leeway=self.leeway,
                                 options={"require": ["exp", "iat", "iss", "aud", "sub", "nonce"]})
         except jwt.ExpiredSignatureError:
             raise LaunchRefused("The launch has expired: open the link in the LMS again.") from None
-        except jwt.PyJWKClientError as error:
-            raise LaunchRefused(f"The launch's signature cannot be checked against {platform.jwks_url}: "
-                                f"{error}", 403) from None
         except jwt.PyJWTError as error:
             raise LaunchRefused(f"The launch's signature or claims are not valid: {error}.", 403) from None
         return platform, claims
 
-    def verify(self, id_token: str, state: str, state_cookie: str, nonce_cookie: str) -> Launch:
+    async def verify(self, id_token: str, state: str, state_cookie: str, nonce_cookie: str) -> Launch:
         """The verified launch, or ``LaunchRefused``; nothing is recorded but the nonce of a good launch."""
         if not state_cookie or not nonce_cookie:
             raise LaunchRefused("This launch was not started from this browser (no login cookie): open the "
@@ -156,7 +154,7 @@ class LaunchVerifier:
         if state != state_cookie:
             raise LaunchRefused("The launch's state does not match the one this browser started: open the link "
                                 "in the LMS again.")
-        platform, claims = self._decode(id_token)
+        platform, claims = await self._decode(id_token)
         if claims.get(CLAIM + "message_type") != RESOURCE_LINK:
             raise LaunchRefused(f"This tool accepts only assignment links ({RESOURCE_LINK}), not "
                                 f"{claims.get(CLAIM + 'message_type')!r}.")
@@ -175,6 +173,12 @@ class LaunchVerifier:
             raise LaunchRefused("The launch's nonce does not match this browser's login: open the link in the "
                                 "LMS again.")
         launch = self._launch(platform, claims, deployment)
+        if self.binding is None or not self.binding.covers(platform.issuer, launch.context_id, platform.client_id,
+                                                           deployment):
+            # Roles count only in the bound LMS course: an instructor of any other course on a shared
+            # (account- or site-level) deployment is nobody here.
+            raise LaunchRefused(unbound_reason(platform.issuer, launch.context_id, launch.context_title,
+                                               deployment, self.binding), 403)
         # Last: a launch refused for another reason must not use up its nonce.
         if not self.nonces.use(f"{platform.issuer} {claims['nonce']}"):
             raise LaunchRefused("This launch was already used once (a replayed launch): open the link in the "

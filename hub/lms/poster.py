@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from hub.lms.binding import CourseBinding, ignored_course_reason
 from hub.lms.client import LmsClient, Refused, Retry
 from hub.lms.identity import Identities
 from hub.lms.line_items import LineItems
@@ -29,8 +30,9 @@ class Poster:
     """Posts scores for the platforms ``clients`` (issuer -> client)."""
 
     def __init__(self, engine: Engine, outbox: Outbox, clients: dict[str, LmsClient], lease: float = 60.0,
-                 tag: str = "unet-segmentation"):
+                 tag: str = "unet-segmentation", binding: CourseBinding | None = None):
         self.engine, self.outbox, self.clients, self.lease = engine, outbox, clients, lease
+        self.binding = binding
         # The line items' tag: the hub course's id, so that an instructor sees whose columns they are.
         self.line_items = LineItems(engine, tag=tag)
         self.identities = Identities(engine, prefix="", tag="")
@@ -50,6 +52,9 @@ class Poster:
         try:
             if client is None:
                 raise Refused(f"this hub has no registration for the LMS {row.issuer} any more")
+            if self.binding is None or not self.binding.covers(row.issuer, row.context_id):
+                # A score queued before the binding, or for a course bound before: it stays here.
+                raise Refused(ignored_course_reason(self.binding))
             if context is None or not context.lineitems_url and not self.line_items.known(
                     row.issuer, row.context_id, row.assignment):
                 raise Refused("the LMS has not offered grade passback (AGS) for this course: launch the "

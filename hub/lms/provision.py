@@ -11,7 +11,8 @@ waits on two short commands):
 3. a student's assignment is fetched for them, as them, when their home has
    no copy yet (so a later launch never overwrites their work).
 
-The hub groups (roster, graders) follow from the roles it returns.
+The hub groups (roster, graders) follow from the launch's role alone (the
+launch was checked to come from the bound LMS course, ``hub.lms.binding``).
 """
 
 from __future__ import annotations
@@ -97,4 +98,6 @@ def provision(layout: HubLayout, launch: Launch) -> Provisioned:
     accounts.ensure_user(account, layout.account_tag)
     if launch.role == roles.STUDENT:
         fetch_if_missing(layout, account, launch.assignment)
-    return Provisioned(account, tuple(answer["roles"]))
+    # The groups follow this launch's role in the bound LMS course alone: a role lost there is lost here at
+    # the next launch, and no other course's enrolment (an old one, or one the roster sync keeps) adds any.
+    return Provisioned(account, (launch.role,))

@@ -7,8 +7,10 @@ the LMS shows into ``<state>/lms/platforms.json``::
       "client_id": "10000000000123", "deployment_ids": ["1:abc..."],
       "authorize_url": "https://sso.canvaslms.com/api/lti/authorize_redirect",
       "token_url": "https://sso.canvaslms.com/login/oauth2/token",
-      "jwks_url": "https://sso.canvaslms.com/api/lti/security/jwks"}]
+      "jwks_url": "https://sso.canvaslms.com/api/lti/security/jwks",
+      "course_context_id": "4dde05e8ca1973bcca9bffc13e1548820eee93a3", "course_deployment_id": "1:abc..."}]
 
+The last two bind this hub's course to one LMS course (``hub.lms.binding``).
 A launch from an issuer, client id or deployment not listed is refused.
 """
 
@@ -40,6 +42,9 @@ class Platform:
     token_audience: str = ""
     # A CA bundle to trust for this platform's https (a local test platform); empty: the system's.
     ca_bundle: str = ""
+    # The LMS course this hub's course is bound to (hub.lms.binding): its context id and deployment.
+    course_context_id: str = ""
+    course_deployment_id: str = ""
 
     @property
     def verify(self) -> str | bool:
@@ -74,7 +79,17 @@ def load_platforms(path: Path) -> list[Platform]:
         unknown = set(entry) - known
         if unknown:
             raise RegistrationError(f"{path}, registration {index + 1}: unknown field(s) {', '.join(sorted(unknown))}")
-        platforms.append(Platform(**{**entry, "deployment_ids": tuple(str(d) for d in entry["deployment_ids"])}))
+        platform = Platform(**{**entry, "deployment_ids": tuple(str(d) for d in entry["deployment_ids"])})
+        if bool(platform.course_context_id) != bool(platform.course_deployment_id):
+            raise RegistrationError(f"{path}, registration {index + 1}: a course is bound by both "
+                                    "course_context_id and course_deployment_id (docs/lms.md)")
+        if platform.course_deployment_id and platform.course_deployment_id not in platform.deployment_ids:
+            raise RegistrationError(f"{path}, registration {index + 1}: course_deployment_id "
+                                    f"{platform.course_deployment_id!r} is not one of its deployment_ids")
+        platforms.append(platform)
+    if sum(bool(p.course_context_id) for p in platforms) > 1:
+        raise RegistrationError(f"{path}: more than one registration binds the course; a hub course is bound to "
+                                "exactly one LMS course (docs/lms.md)")
     return platforms
 
 

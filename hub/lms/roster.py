@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from hub.lms import roles
+from hub.lms.binding import CourseBinding, ignored_course_reason
 from hub.lms.client import LmsClient, LmsError
 from hub.lms.enrol import record
 from hub.lms.identity import Identities
@@ -42,14 +43,26 @@ def _facts(issuer: str, context_id: str, member: dict[str, Any], role: str) -> d
 class RosterSync:
     """Syncs each LMS course that has offered its roster (NRPS) in a launch."""
 
-    def __init__(self, engine: Engine, clients: dict[str, LmsClient], gradebook_url: str, prefix: str, tag: str):
+    def __init__(self, engine: Engine, clients: dict[str, LmsClient], gradebook_url: str, prefix: str, tag: str,
+                 binding: CourseBinding | None = None):
         self.engine, self.clients, self.gradebook_url = engine, clients, gradebook_url
-        self.prefix, self.tag = prefix, tag
+        self.prefix, self.tag, self.binding = prefix, tag, binding
 
     def sync_all(self) -> list[SyncResult]:
+        """Sync the bound LMS course; any other course on record (from before the binding) is left alone."""
         with self.engine.begin() as db:
             courses = list(db.execute(select(contexts).where(contexts.c.nrps_url != "")))
-        return [self.sync(row) for row in courses]
+        results = []
+        for row in courses:
+            if self.binding is not None and self.binding.covers(row.issuer, row.context_id):
+                results.append(self.sync(row))
+            else:
+                # Syncing it would enrol its people and send their grades there (a student of this course
+                # whom another course's instructor enrolled in theirs).
+                reason = ignored_course_reason(self.binding)
+                self._mark(row, reason)
+                results.append(SyncResult(row.context_id, 0, (), reason))
+        return results
 
     def sync(self, context: Any) -> SyncResult:
         client = self.clients.get(context.issuer)

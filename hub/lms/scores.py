@@ -31,6 +31,7 @@ from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import GRADING, submissions
 from hub.grade_on_submit.views import past_due
 from hub.lms import roles
+from hub.lms.binding import CourseBinding
 from hub.lms.outbox import Key, Outbox, Score, score_of
 from hub.lms.tables import enrolments
 
@@ -69,17 +70,24 @@ class Reconciler:
     """Adds to the outbox what the LMS does not have yet."""
 
     def __init__(self, engine: Engine, outbox: Outbox, gradebook_url: str, policy_path: Path,
-                 settle: float = 2.0, clock=time.time):
-        self.engine, self.outbox, self.gradebook_url = engine, outbox, gradebook_url
+                 settle: float = 2.0, clock=time.time, binding: CourseBinding | None = None):
+        self.engine, self.outbox, self.gradebook_url, self.binding = engine, outbox, gradebook_url, binding
         self.policies, self.settle, self.clock = PolicyFile(policy_path), settle, clock
         self._seen: dict[Key, tuple[Score, float]] = {}
 
     def _targets(self) -> dict[str, list[tuple[str, str]]]:
-        """account -> the LMS courses (issuer, context) it is an active student of."""
+        """account -> the bound LMS course (issuer, context), for each active student of it.
+
+        Only the bound course: a student whom another LMS course also lists gets no grade there.
+        """
         targets: dict[str, list[tuple[str, str]]] = {}
+        if self.binding is None:
+            return targets
         with self.engine.begin() as db:
-            for row in db.execute(select(enrolments).where(and_(enrolments.c.role == roles.STUDENT,
-                                                                enrolments.c.active.is_(True)))):
+            for row in db.execute(select(enrolments).where(and_(
+                    enrolments.c.role == roles.STUDENT, enrolments.c.active.is_(True),
+                    enrolments.c.issuer == self.binding.issuer,
+                    enrolments.c.context_id == self.binding.context_id))):
                 targets.setdefault(row.account, []).append((row.issuer, row.context_id))
         return targets
 

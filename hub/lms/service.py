@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.lms.binding import binding_of
 from hub.lms.client import LmsClient
 from hub.lms.keys import ToolKey
 from hub.lms.outbox import Outbox
@@ -89,11 +90,15 @@ class LmsService:
         self.settings = settings
         self.engine = lms_engine(database_url(settings.course_root))
         self.clients = {p.issuer: LmsClient(p, key) for p in platforms}
+        # Rosters and grades of the bound LMS course only (hub.lms.binding); none at all while unbound.
+        self.binding = binding_of(platforms)
         self.outbox = Outbox(self.engine, max_backoff=settings.max_backoff)
         self.reconciler = Reconciler(self.engine, self.outbox, settings.gradebook_url,
-                                     settings.course_root / FILE_NAME, settle=settings.settle)
-        self.poster = Poster(self.engine, self.outbox, self.clients, lease=settings.lease, tag=settings.course_id)
-        self.roster = RosterSync(self.engine, self.clients, settings.gradebook_url, settings.prefix, settings.tag)
+                                     settings.course_root / FILE_NAME, settle=settings.settle, binding=self.binding)
+        self.poster = Poster(self.engine, self.outbox, self.clients, lease=settings.lease, tag=settings.course_id,
+                             binding=self.binding)
+        self.roster = RosterSync(self.engine, self.clients, settings.gradebook_url, settings.prefix, settings.tag,
+                                 binding=self.binding)
         self.stopping, self.sync_requested = threading.Event(), threading.Event()
         self.last_sync: list[SyncResult] = []
         self.worker = f"{os.uname().nodename}:{os.getpid()}"

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -23,8 +22,9 @@ from sqlalchemy import select
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from hub.grade_on_submit.page_parts import table
+from hub.grade_on_submit.page_parts import HardenedPage, table
 from hub.grade_on_submit.views import clock_time
+from hub.lms.binding import CourseBinding, ignored_course_reason
 from hub.lms.outbox import FAILED, PENDING, POSTED, POSTING
 from hub.lms.tables import contexts, enrolments, people
 
@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{course} in the LMS</title>
-<style>body {{ font-family: system-ui, sans-serif; margin: 2rem; }} table {{ border-collapse: collapse; }}
+<style nonce="{nonce}">body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
+table {{ border-collapse: collapse; }}
 th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc; vertical-align: top; }}</style>
 </head><body><h1>{course} in the LMS</h1>
-<h2>LMS courses</h2>{courses}
+<h2>LMS courses</h2><p id="binding">{bound}</p>{courses}
 <form method="post" action="{sync_url}"><input type="hidden" name="_xsrf" value="{xsrf}">
 <button id="sync">Sync the rosters now</button></form>
 <h2>Grades to the LMS</h2><p id="counts">{counts}</p>
@@ -50,19 +51,36 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 """
 
 
+def bound_text(binding: CourseBinding | None) -> str:
+    """Which LMS course this hub's course is bound to, in words."""
+    if binding is None:
+        return "Bound to no LMS course yet: every launch is refused, and the refusal names what to bind (docs/lms.md)."
+    return f"Bound to {binding.describe()}: roles, rosters and grades come from and go to it alone."
+
+
 def _when(seconds: float | None) -> str:
     return clock_time(seconds) if seconds else ""
 
 
 def status(service: LmsService) -> dict[str, Any]:
     """What the page shows, as data."""
+    binding = service.binding
+
+    def ignored(issuer: str, context_id: str) -> str:
+        return "" if binding is not None and binding.covers(issuer, context_id) else ignored_course_reason(binding)
+
     with service.engine.begin() as db:
         courses = [{"course": r.title or r.context_id, "lms": r.issuer, "roster synced": _when(r.synced_at),
-                    "roster problem": r.sync_error or ""} for r in db.execute(select(contexts))]
+                    "roster problem": r.sync_error or "", "ignored": ignored(r.issuer, r.context_id)}
+                   for r in db.execute(select(contexts))]
+        titles = {(r.issuer, r.context_id): r.title or r.context_id for r in db.execute(select(contexts))}
         names = {r.account: r for r in db.execute(select(people))}
         members = [{"account": r.account, "name": names[r.account].name if r.account in names else "",
                     "email": names[r.account].email if r.account in names else "", "role": r.role,
-                    "enrolled": "yes" if r.active else "no (left the LMS course)"}
+                    "enrolled": "yes" if r.active else "no (left the LMS course)",
+                    "ignored": (f"from the LMS course {titles.get((r.issuer, r.context_id), r.context_id)!r}, "
+                                f"{why}: no role here, no grades sent there")
+                    if (why := ignored(r.issuer, r.context_id)) else ""}
                    for r in db.execute(select(enrolments).order_by(enrolments.c.account))]
     rows = service.outbox.rows()
     counts = {state: sum(r.state == state for r in rows) for state in (POSTED, PENDING, POSTING, FAILED)}
@@ -71,12 +89,12 @@ def status(service: LmsService) -> dict[str, Any]:
         return {"student": r.account, "assignment": r.assignment, "score": r.score_given, "attempts": r.attempts,
                 "next attempt": _when(r.next_attempt), "reason": r.last_error}
 
-    return {"courses": courses, "people": members, "counts": counts,
+    return {"binding": bound_text(binding), "courses": courses, "people": members, "counts": counts,
             "retrying": [shown(r) for r in rows if r.state == PENDING and r.last_error],
             "refused": [shown(r) for r in rows if r.state == FAILED]}
 
 
-class Base(HubOAuthenticated, web.RequestHandler):
+class Base(HardenedPage, HubOAuthenticated, web.RequestHandler):
     @property
     def service(self) -> LmsService:
         return self.settings["lms_service"]
@@ -94,14 +112,15 @@ class Page(Base):
         prefix = self.settings["prefix"]
         self.write(PAGE.format(
             course=html.escape(self.service.settings.course_id),
-            courses=table(data["courses"], ["course", "lms", "roster synced", "roster problem"]),
+            courses=table(data["courses"], ["course", "lms", "roster synced", "roster problem", "ignored"]),
             sync_url=html.escape(url_path_join(prefix, "sync")), retry_url=html.escape(url_path_join(prefix, "retry")),
             xsrf=html.escape(self.xsrf_token.decode()),
             counts=html.escape(", ".join(f"{state}: {n}" for state, n in data["counts"].items())),
             retrying=table(data["retrying"], ["student", "assignment", "score", "attempts", "next attempt", "reason"]),
             refused=table(data["refused"], ["student", "assignment", "score", "attempts", "reason"]),
-            people=table(data["people"], ["account", "name", "email", "role", "enrolled"]),
-            api_url=html.escape(url_path_join(prefix, "api/status"))))
+            people=table(data["people"], ["account", "name", "email", "role", "enrolled", "ignored"]),
+            api_url=html.escape(url_path_join(prefix, "api/status")), nonce=self.csp_nonce,
+            bound=html.escape(bound_text(self.service.binding))))
 
 
 class Sync(Base):
@@ -124,8 +143,7 @@ class Status(Base):
     @web.authenticated
     def get(self) -> None:
         self.require_instructor()
-        self.set_header("Content-Type", "application/json")
-        self.write(json.dumps(status(self.service)))
+        self.write_json(status(self.service))
 
 
 def serve(service: LmsService) -> None:

@@ -113,6 +113,9 @@ class PlatformState:
         self.lock = threading.RLock()
         self.answers: list[int] = []
         self.delay = 0.0
+        # Seconds the key set (JWKS) endpoint waits before it answers.
+        self.keys_delay = 0.0
+        self.keys_requests = 0
         self.token_requests: list[list[str]] = []
         self.score_posts: list[dict[str, Any]] = []
         self.lineitem_creations = 0
@@ -157,6 +160,11 @@ class PlatformState:
         return {"name": "Local LTI 1.3 platform", "issuer": self.issuer, "client_id": self.client_id,
                 "deployment_ids": [self.deployment_id], "authorize_url": f"{self.issuer}/auth",
                 "token_url": f"{self.issuer}/token", "jwks_url": f"{self.issuer}/jwks", "ca_bundle": str(self.tls.ca)}
+
+    def bound_registration(self, course_id: str, deployment_ids: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The registration with this hub's course bound to ``course_id`` (on the platform's deployment)."""
+        return {**self.tool_registration(), "deployment_ids": deployment_ids or (self.deployment_id,),
+                "course_context_id": course_id, "course_deployment_id": self.deployment_id}
 
     def _registration(self) -> Registration:
         registration = (Registration().set_iss(self.issuer).set_client_id(self.client_id)

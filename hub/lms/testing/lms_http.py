@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
@@ -151,7 +152,10 @@ class _Authorize(_Handler):
 
 
 class _Keys(_Handler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        self.platform.keys_requests += 1
+        if self.platform.keys_delay:  # a slow or hanging key endpoint
+            await asyncio.sleep(self.platform.keys_delay)
         public = json.loads(jwk.JWK.from_pem(self.platform.public_pem.encode()).export_public())
         public.update(alg="RS256", use="sig", kid=jwk.JWK.from_pem(self.platform.private_pem.encode()).thumbprint())
         self.finish({"keys": [public]})

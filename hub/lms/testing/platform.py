@@ -132,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
               new_person("Ben", "Baker"), new_person("Cy", "Cooper")]
     for person in people:
         platform.enrol("demo", person)
-    registration = platform.tool_registration()
-    save_platforms(lms_dir / "platforms.json", [Platform(**{**registration, "deployment_ids": (
-        platform.deployment_id,)})])
+    # The hub's course is bound to the demo course: launches from any other course are refused.
+    save_platforms(lms_dir / "platforms.json", [Platform(**platform.bound_registration("demo"))])
     print(f"The local LMS: {platform.issuer}/ (registered in {lms_dir / 'platforms.json'})")
     for person in people:
         print(f"  {person.role:11} {person.name:12} {platform.issuer}/course/demo?user={person.sub}")
