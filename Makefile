@@ -62,7 +62,7 @@ figures: $(STAMP)
 specification: $(STAMP)
 	$(BIN)/python -m grader.dev.specification_file
 
-# Speed and quality figures (bench/); about half an hour on 2 cores.  BENCH_ARGS
+# Speed and quality figures (bench/); about 35 minutes on 2 cores.  BENCH_ARGS
 # picks sections, e.g. make bench BENCH_ARGS="--only grading,throughput".
 bench: data sandbox-deps
 	$(DELEGATED) $(BIN)/python -m bench $(BENCH_ARGS)
