@@ -5,8 +5,9 @@ bytes), so it also checks the figure the notebook states: the network with
 skip connections beats the one without on the thin classes.  Shorter runs do
 not show it: after 4 epochs on 300 pairs the network with skips had not yet
 learnt any thin class (IoU 0.005 against 0.000), so the lesson needs the
-lab's full 450 steps.  Marked ``lab``: `make test-lab` runs it (about RUN_MINUTES
-minutes on 2 cores), `make test` does not.
+lab's full 450 weight updates (4 epochs of 450 pairs in batches of 4).
+Marked ``lab``: `make test-lab` runs it (5 to 10 minutes on 2 cores, 584 s of
+CPU time measured), `make test` does not.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from skip_lab import DEFAULT_EPOCHS
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-# Repeated runs at the lab's defaults (bench/RESULTS.md) gave thin-class margins of MARGIN_RUNS, the
-# network without skips at 0.000 each time.  The bound sits well under the smallest, so noise between
-# machines and thread schedules cannot fail it, and well over 0, so a lab whose skips did not help would.
-MIN_MARGIN = 0.10
+# Repeated runs at the lab's defaults (seed 0, bench/RESULTS.md) gave a margin of 0.134 each time,
+# with the network without skips at exactly 0.000: the margin is the other network's thin-class IoU,
+# which grows with training (0.37 after 6 epochs).  Other precisions (bfloat16 CPUs, float16 GPUs)
+# and thread schedules move it; 0.05 leaves room for that, while a lab whose skips did not help
+# would sit at 0.
+MIN_MARGIN = 0.05
 
 
 @pytest.fixture(scope="module")
