@@ -24,7 +24,7 @@ from skip_lab import DEFAULT_EPOCHS
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-# Repeated runs at the lab's defaults (seed 0, bench/RESULTS.md) gave a margin of 0.134 each time,
+# Two runs at the lab's defaults (seed 0, bench/RESULTS.md) gave a margin of 0.134 both times,
 # with the network without skips at exactly 0.000: the margin is the other network's thin-class IoU,
 # which grows with training (0.37 after 6 epochs).  Other precisions (bfloat16 CPUs, float16 GPUs)
 # and thread schedules move it; 0.05 leaves room for that, while a lab whose skips did not help
