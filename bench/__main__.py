@@ -1,6 +1,6 @@
 """Speed and quality figures, measured side by side in one run: `make bench`.
 
-    python -m bench [--only grading,class,throughput,quality,on_submit] [--class-size 100] [--workers N]
+    python -m bench [--only grading,class,throughput,quality,lab,on_submit] [--class-size 100] [--workers N]
 
 Sections:
   grading     one submission: our autograde against plain nbgrader running the whole notebook
@@ -9,6 +9,7 @@ Sections:
   quality     held-out pixel accuracy and IoU after the notebook's epochs, synthetic and real data
   template    a class graded with the kernel template and without (--class-size), against one cold
               `import tensorflow`; the template's memory (bench/template.py)
+  lab         the companion lab end to end: its time, and per-class IoU with and without skip connections
   on_submit   grading on submit on a throw-away hub (root; only with --only): time to feedback idle
               and in a deadline burst, per phase, against the cron way (bench/on_submit.py)
 
@@ -28,9 +29,9 @@ from grader.course import ROOT
 from grader.dev.training import DEFAULT_EPOCHS
 
 REAL_DATA = ROOT.parent / "shared" / "carla"
-SECTIONS = ("grading", "class", "throughput", "quality", "on_submit", "template")
+SECTIONS = ("grading", "class", "throughput", "quality", "lab", "on_submit", "template")
 # on_submit needs root and a throw-away hub, template is issue 31's comparison: asked for by name.
-DEFAULT_SECTIONS = SECTIONS[:4]
+DEFAULT_SECTIONS = SECTIONS[:5]
 
 
 def verdict(ok: bool, distance: str = "") -> str:
@@ -100,6 +101,37 @@ def run_quality(args, data: Path) -> dict:
     return results
 
 
+def run_lab(args, data: Path) -> dict:
+    import carla_data
+    from bench.lab import lab
+    from skip_lab import DEFAULT_EPOCHS, THIN_CLASSES
+
+    results = {}
+    for label, folder in (("synthetic", data), ("real", REAL_DATA)):
+        if not (folder / "CameraRGB").is_dir():
+            print(f"  {label}: skipped, no data set at {folder}")
+            results[label] = None
+            continue
+        r = lab(folder, DEFAULT_EPOCHS)
+        results[label] = r
+        wall, cpu = r["wall_seconds"], r["kernel_cpu_seconds"]
+        print(f"  {label} ({folder}, {DEFAULT_EPOCHS} epochs): whole notebook {wall:.0f} s wall, kernel CPU "
+              f"{cpu:.0f} s on {os.cpu_count()} cores (load average {r['load_before']:.1f} before, "
+              f"{r['load_after']:.1f} after)")
+        for name in ("with_skips", "without_skips"):
+            net = r[name]
+            print(f"    {name:13s}: mean IoU {net['mean']:.3f}, thin classes {net['thin']:.3f} "
+                  f"(trained in {net['seconds']:.0f} s)")
+        print("    IoU per class (with / without): " + ", ".join(
+            f"{n} {a:.2f}/{b:.2f}" for n, a, b in zip(carla_data.CLASS_NAMES, r["with_skips"]["iou"],
+                                                       r["without_skips"]["iou"], strict=True)
+            if a is not None and b is not None))
+        margin = r["thin_margin"]
+        print(f"    thin classes ({', '.join(THIN_CLASSES)}): skips win by {margin:.3f}; "
+              f"whole lab <= 600 s: {verdict(wall <= 600, f'{wall - 600:.0f} s over')}")
+    return results
+
+
 def run_on_submit(args, data: Path) -> dict:
     from bench.on_submit import on_submit, report
 
@@ -133,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality,
-               "on_submit": run_on_submit, "template": run_template}
+               "lab": run_lab, "on_submit": run_on_submit, "template": run_template}
     chosen = args.only.split(",")
     for section in chosen:
         if section not in runners:

@@ -18,6 +18,9 @@ from nbgrader.coursedir import CourseDirectory
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "unet_segmentation"
 NOTEBOOK = "unet"
+# The companion lab: released beside the assignment, never graded (no gradebook entry, no autograding).
+LAB = "unet_lab"
+LAB_NOTEBOOK = "skip_connections"
 COURSE_ID = "unet-segmentation"
 # The one folder setting that differs from nbgrader's defaults.
 SOURCE_DIRECTORY = "notebooks"
@@ -50,6 +53,7 @@ def make_alembic_findable() -> None:
 
 _COURSE = course_directory()
 SOURCE_NOTEBOOK = ROOT / SOURCE_DIRECTORY / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+LAB_SOURCE = ROOT / SOURCE_DIRECTORY / LAB / f"{LAB_NOTEBOOK}.ipynb"
 RELEASE_NOTEBOOK = ROOT / _COURSE.release_directory / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
 SUBMITTED = ROOT / _COURSE.submitted_directory
 AUTOGRADED = ROOT / _COURSE.autograded_directory

@@ -17,7 +17,7 @@ import time
 from nbgrader.api import Gradebook
 from tqdm import tqdm
 
-from grader.course import ASSIGNMENT, DB_URL, GRADEBOOK, ROOT, SUBMITTED
+from grader.course import ASSIGNMENT, DB_URL, GRADEBOOK, LAB, ROOT, SUBMITTED
 from grader.dev import training
 from grader.dev.examples import EXAMPLES, write_examples
 from grader.tools import grades as summary
@@ -68,6 +68,8 @@ def main() -> None:
     started = time.perf_counter()
     forget_examples()
     nbgrader("generate_assignment", ASSIGNMENT, "--force")
+    # The companion lab is released the same way but kept out of the gradebook: it is never graded.
+    nbgrader("generate_assignment", LAB, "--force", "--no-db")
     for old in SUBMITTED.glob(f"{PREFIX}*"):
         shutil.rmtree(old)
     students = {f"{PREFIX}{name}": text for name, text in EXAMPLES.items()}
@@ -89,6 +91,7 @@ def main() -> None:
     print()
     print(f"Autograding took {per_submission:.1f} s per submission; demo {time.perf_counter() - started:.0f} s in all.")
     print(f"Student release:  {ROOT / 'release' / ASSIGNMENT}")
+    print(f"Companion lab:    {ROOT / 'release' / LAB} (ungraded; beside the assignment's folder)")
     print(f"Feedback (HTML):  {feedback_file(PREFIX + '<name>')}")
     print(f"Grades (CSV):     {ROOT / 'grades.csv'}")
     print(f"Class summary:    {REPORTS / 'summary.md'}, {REPORTS / 'score_histogram.png'}")
