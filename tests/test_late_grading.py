@@ -9,6 +9,8 @@ reference solution (100 points), so the penalty alone moves the score:
   with a two-hour extension granted before it submitted, through grading
   on submit's pipeline: an hour and a second late, 80, and the student is
   told the due date that applied.
+Then a longer extension, through the grant command, gives 100 without
+grading again: the service's row, the feedback page and the gradebook follow.
 Two gradings only (each runs the notebook): the on-time-with-an-extension
 and the arithmetic's other edges are in test_late_policy.py.
 """
@@ -16,6 +18,7 @@ and the arithmetic's other edges are in test_late_policy.py.
 from __future__ import annotations
 
 import json
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
@@ -30,7 +33,8 @@ from grader.dev.scratch_course import Course
 from grader.engine.grading import CourseSetup
 from hub.grade_on_submit.extensions import record
 from hub.grade_on_submit.pipeline import Outcome, feedback_copy
-from hub.grade_on_submit.queue import GRADED, GRADING, Submission
+from hub.grade_on_submit.queue import GRADED, Queue, Submission, open_engine
+from hub.grade_on_submit.settings import QUEUE_FILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 DUE = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -42,13 +46,6 @@ def submit(course: Course, student: str, when: datetime) -> None:
     release = nbformat.read(course.release / f"{NOTEBOOK}.ipynb", as_version=4)
     nbformat.write(fill(release, solutions_for("reference")), folder / f"{NOTEBOOK}.ipynb")
     (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
-
-
-def row(number: int, student: str) -> Submission:
-    return Submission(id=number, folder=f"{student}+{ASSIGNMENT}", student=student, assignment=ASSIGNMENT,
-                      timestamp="", state=GRADING, queued_at=0.0, not_before=0.0, per_hour=0, started_at=None,
-                      finished_at=None, attempts=1, worker="w", lease_until=None, score=None, max_score=None,
-                      reason=None, detail=None, superseded_by=None, show=None, phases={}, released=False)
 
 
 def grade_on_submit(setup: CourseSetup, rows: list[Submission], data: str) -> list[Outcome]:
@@ -78,10 +75,17 @@ def graded(tmp_path_factory, small_data):
     submit(course, "extended", DUE + timedelta(hours=3, seconds=1))
     course.nbgrader("autograde", ASSIGNMENT, "--student=batch", "--force")
     course.nbgrader("generate_feedback", ASSIGNMENT, "--student=batch", "--force")
+    # The service's queue where the grant command looks for it, with the submission as a worker claims it.
+    (course.root / "grade_on_submit").mkdir()
+    queue = Queue(open_engine(f"sqlite:///{course.root / QUEUE_FILE}"))
+    queue.add(f"extended+{ASSIGNMENT}+t1", "extended", ASSIGNMENT, "t1", per_hour=0)
+    row = queue.claim("w", 600)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        outcomes = pool.submit(grade_on_submit, CourseSetup(str(course.root), course.db_url),
-                               [row(1, "extended")], str(small_data)).result()
-    return course, outcomes[0]
+        [outcome] = pool.submit(grade_on_submit, CourseSetup(str(course.root), course.db_url), [row],
+                                str(small_data)).result()
+    queue.finish(row.id, "w", row.attempts, state=outcome.state, score=outcome.score,
+                 max_score=outcome.max_score, reason=outcome.reason, show="feedback")
+    return course, outcome
 
 
 def test_batch_autograde_takes_the_penalty_for_one_second_late(graded):
@@ -110,3 +114,19 @@ def test_grading_on_submit_with_an_extension_takes_the_penalty_from_the_students
     page = feedback_copy(course.root, 1).read_text()
     assert "20 points are taken off, so the score is 80 of 100 instead of 100." in page
     assert "Late submission penalty (Score: -20.0)" in page
+
+
+def test_a_longer_extension_afterwards_recomputes_the_score_row_and_feedback_without_grading_again(graded):
+    course, _ = graded
+    answer = course.run([sys.executable, "-m", "hub.grade_on_submit.grant", "extended", "--hours", "3.5",
+                         "--course", str(course.root), "--by", "prof"])
+    assert "late penalty 20 -> 0 points, score 80 -> 100 of 100" in answer.stdout
+    assert "Feedback page regenerated" in answer.stdout
+    [row] = Queue(open_engine(f"sqlite:///{course.root / QUEUE_FILE}")).of_student("extended")
+    assert row.score == 100 and "on time: your due date with your extension" in row.reason
+    assert "20% of the score off" not in row.reason  # the old note is replaced, not added to
+    page = feedback_copy(course.root, row.id).read_text()
+    assert "on time: your due date with your extension" in page and "points are taken off" not in page
+    with Gradebook(course.db_url) as gb:
+        submission = gb.find_submission(ASSIGNMENT, "extended")
+        assert (submission.extension, submission.late_submission_penalty) == (timedelta(hours=3.5), None)

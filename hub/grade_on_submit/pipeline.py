@@ -19,8 +19,6 @@ from pathlib import Path
 
 from grader.engine.grading import CourseSetup, grade_submission, nbgrader_app
 from hub.grade_on_submit.extensions import Lateness, lateness
-from hub.grade_on_submit.late_feedback import explain
-from hub.grade_on_submit.late_plugin import late_policy
 from hub.grade_on_submit.queue import FAILED, GRADED, SUPERSEDED, Submission
 
 # Kept per graded submission, so an earlier submission's feedback stays readable after a later one is graded.
@@ -65,6 +63,10 @@ def due_date(setup: CourseSetup) -> datetime | None:
 def submission_lateness(setup: CourseSetup, student: str) -> tuple[Lateness | None, str | None]:
     """How late ``student``'s graded submission was, and the sentence for them (without points; see views)."""
     from nbgrader.api import Gradebook
+
+    # Here, not at the top: the grading service imports this module and never needs nbgrader itself.
+    from hub.grade_on_submit.late_feedback import explain
+    from hub.grade_on_submit.late_plugin import late_policy
 
     with Gradebook(setup.db_url) as gb:
         late = lateness(gb, setup.assignment, student)
