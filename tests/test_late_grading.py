@@ -129,4 +129,4 @@ def test_a_longer_extension_afterwards_recomputes_the_score_row_and_feedback_wit
     assert "on time: your due date with your extension" in page and "points are taken off" not in page
     with Gradebook(course.db_url) as gb:
         submission = gb.find_submission(ASSIGNMENT, "extended")
-        assert (submission.extension, submission.late_submission_penalty) == (timedelta(hours=3.5), None)
+        assert (submission.extension, submission.late_submission_penalty) == (timedelta(hours=3.5), 0)
