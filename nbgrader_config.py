@@ -59,8 +59,18 @@ c.Autograde.autograde_preprocessors = [
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
+    # nbgrader's step, with the student's recorded due date and the policy file's late policy.
+    "hub.grade_on_submit.late_plugin.AssignCoursePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
+]
+# The late policy (grade_on_submit.json, "late") and per-student due dates (due_dates.json, extensions)
+# are in the course folder: see hub/grade_on_submit/late_policy.py and extensions.py.
+c.AssignCoursePenalties.plugin_class = "hub.grade_on_submit.late_plugin.CoursePenalty"
+# The feedback page says when the submission came, the due date that applied and the penalty.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "hub.grade_on_submit.late_feedback.LatenessNote",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 # Refresh reports/summary.md and score_histogram.png after each graded submission.
 c.Autograde.post_convert_hook = "grader.tools.grades.after_autograde"

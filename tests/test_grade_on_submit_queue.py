@@ -149,6 +149,7 @@ def test_a_grading_that_used_its_whole_time_budget_counts_against_the_cap(queue,
     monkeypatch.setattr(pipeline, "grade_submission", lambda setup, student: result)
     monkeypatch.setattr(pipeline, "generate_feedback", lambda setup, row: None)
     monkeypatch.setattr(pipeline, "due_date", lambda setup: None)
+    monkeypatch.setattr(pipeline, "submission_lateness", lambda setup, student: (None, None))  # no due date
     monkeypatch.setattr(pipeline, "release_feedback", lambda setup, student: None)
     queue.add(folder("ann", "t1"), "ann", "hw", "t1", per_hour=1)
     row = queue.claim("w", 30)

@@ -458,3 +458,42 @@ def test_a_student_enrolled_elsewhere_gets_no_grade_there_and_the_page_says_why(
         "ignored"]
     assert [c["ignored"] for c in page["courses"] if c["course"] == "Someone else's course"][0]
     assert course.id in page["binding"]
+
+
+def test_a_late_score_reaches_the_lms_after_its_penalty_and_an_extension_moves_it_once(course, platform):
+    from hub.grade_on_submit.grant import grant
+    from hub.grade_on_submit.late_plugin import recompute
+
+    due = datetime(2026, 12, 1, 12)
+    (course.folder / "grade_on_submit.json").write_text(json.dumps(
+        {ASSIGNMENT: {"late": {"percent": 10, "per": "day"}}}))
+    course.student("Ada", "Lovelace")
+    course.student("Bob", "Builder")
+    with Gradebook(course.gradebook) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT, duedate=due)
+    course.grade("Ada", 80)
+    course.grade("Bob", 90)
+    with Gradebook(course.gradebook) as gb:
+        # As autograde leaves them: Ada a day and a second late, Bob on time to the second.
+        gb.find_submission(ASSIGNMENT, course.accounts["Ada"]).timestamp = due + timedelta(days=1, seconds=1)
+        gb.find_submission(ASSIGNMENT, course.accounts["Bob"]).timestamp = due
+        gb.db.commit()
+        for given in ("Ada", "Bob"):
+            recompute(gb, course.folder, ASSIGNMENT, course.accounts[given])
+    course.drain()
+    assert course.lms_scores() == {"Ada": 64, "Bob": 90}
+    posts = [p for p in platform.score_posts if p["course"] == course.id]
+    assert len(posts) == 2
+    granted = grant(course.folder, course.gradebook, ASSIGNMENT, course.accounts["Ada"],
+                    (due + timedelta(days=1)).replace(tzinfo=UTC), "prof")
+    assert granted.after.penalty == 8
+    course.drain()
+    course.drain()
+    assert course.lms_scores() == {"Ada": 72, "Bob": 90}
+    posts = [p for p in platform.score_posts if p["course"] == course.id]
+    assert [p["scoreGiven"] for p in posts[2:]] == [72]
+    # The same extension again changes nothing, and nothing is posted.
+    grant(course.folder, course.gradebook, ASSIGNMENT, course.accounts["Ada"],
+          (due + timedelta(days=1)).replace(tzinfo=UTC), "prof")
+    course.drain()
+    assert len([p for p in platform.score_posts if p["course"] == course.id]) == 3

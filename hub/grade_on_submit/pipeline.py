@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from grader.engine.grading import CourseSetup, grade_submission, nbgrader_app
+from hub.grade_on_submit.extensions import Lateness, lateness
 from hub.grade_on_submit.queue import FAILED, GRADED, SUPERSEDED, Submission
 
 # Kept per graded submission, so an earlier submission's feedback stays readable after a later one is graded.
@@ -57,6 +58,21 @@ def due_date(setup: CourseSetup) -> datetime | None:
         except MissingEntry:
             return None
     return due.replace(tzinfo=UTC) if due is not None else None
+
+
+def submission_lateness(setup: CourseSetup, student: str) -> tuple[Lateness | None, str | None]:
+    """How late ``student``'s graded submission was, and the sentence for them (without points; see views)."""
+    from nbgrader.api import Gradebook
+
+    # Here, not at the top: the grading service imports this module and never needs nbgrader itself.
+    from hub.grade_on_submit.late_feedback import explain
+    from hub.grade_on_submit.late_plugin import late_policy
+
+    with Gradebook(setup.db_url) as gb:
+        late = lateness(gb, setup.assignment, student)
+    if late is None:
+        return None, None
+    return late, explain(late, late_policy(Path(setup.course_root), setup.assignment), points=False)
 
 
 def _exchange(step: str, setup: CourseSetup, student: str):
@@ -153,15 +169,20 @@ def grade(setup: CourseSetup, row: Submission, show: str, still_mine: Callable[[
     phases.update(result.timings)
     if not result.ok:
         return Outcome(FAILED, reason=f"Your notebook could not be graded: {result.failure}", phases=phases)
+    # The penalty is in the gradebook now (nbgrader's AssignLatePenalties step with the course's policy).
+    late, late_said = submission_lateness(setup, row.student)
+    penalty = late.penalty if late is not None else 0.0
     started = time.perf_counter()
     still_mine()
     generate_feedback(setup, row)
-    released = shows_feedback_now(show, due_date(setup))
+    # Before the student's own due date (with an extension, theirs) their feedback waits as the policy says.
+    released = shows_feedback_now(show, late.due if late is not None and late.due else due_date(setup))
     if released:
         still_mine()
         release_feedback(setup, row.student)
     phases["feedback"] = time.perf_counter() - started
     # A grading that ran out of its time budget is graded with the cells that ran; the student is told which
     # cells used the time (the feedback says it too, cell by cell).
-    return Outcome(GRADED, score=result.score, max_score=result.max_score, phases=phases, released=released,
-                   reason=result.out_of_time)
+    return Outcome(GRADED, score=round(max(0.0, result.score - penalty), 4), max_score=result.max_score,
+                   phases=phases, released=released,
+                   reason=" ".join(filter(None, [result.out_of_time, late_said])) or None)

@@ -15,7 +15,10 @@ again every few seconds)::
   only, ``"nothing"`` only that it was received; after the due date, both;
 - ``per_hour``: at most this many gradings per student in any hour (0: no
   cap).  A submission over the cap waits, and the student is told when it
-  will be graded; one that could not be graded does not count.
+  will be graded; one that could not be graded does not count;
+- ``late``: the late policy (``hub.grade_on_submit.late_policy``): absent or
+  ``"none"``, or for example ``{"percent": 10, "per": "day", "floor": 50,
+  "zero_after_hours": 72}``.  Batch ``nbgrader autograde`` applies it too.
 
 A file that cannot be read is reported with what is wrong, and the last good
 policy stays in force.
@@ -24,8 +27,10 @@ policy stays in force.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from hub.grade_on_submit.late_policy import LatePolicy, LatePolicyError, parse_late
 
 SHOW_CHOICES = ("feedback", "score", "nothing")
 FILE_NAME = "grade_on_submit.json"
@@ -42,6 +47,7 @@ class Policy:
     grade_on_submit: bool = False
     show: str = "feedback"
     per_hour: int = 0
+    late: LatePolicy = field(default_factory=LatePolicy)
 
 
 def parse(text: str, source: str) -> dict[str, Policy]:
@@ -58,10 +64,10 @@ def parse(text: str, source: str) -> dict[str, Policy]:
         if not isinstance(entry, dict):
             raise PolicyError(f"{where}: expected an object such as "
                               '{"grade_on_submit": true, "show": "feedback", "per_hour": 6}')
-        unknown = sorted(set(entry) - {"grade_on_submit", "show", "per_hour"})
+        unknown = sorted(set(entry) - {"grade_on_submit", "show", "per_hour", "late"})
         if unknown:
             raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                              "the keys are grade_on_submit, show and per_hour")
+                              "the keys are grade_on_submit, show, per_hour and late")
         on = entry.get("grade_on_submit", False)
         if not isinstance(on, bool):
             raise PolicyError(f"{where}: grade_on_submit must be true or false, not {on!r}")
@@ -71,8 +77,28 @@ def parse(text: str, source: str) -> dict[str, Policy]:
         per_hour = entry.get("per_hour", 0)
         if not isinstance(per_hour, int) or isinstance(per_hour, bool) or per_hour < 0:
             raise PolicyError(f"{where}: per_hour must be a whole number of gradings, 0 or more, not {per_hour!r}")
-        policies[assignment] = Policy(on, show, per_hour)
+        try:
+            late = parse_late(entry.get("late"), where)
+        except LatePolicyError as error:
+            raise PolicyError(str(error)) from None
+        policies[assignment] = Policy(on, show, per_hour, late)
     return policies
+
+
+def read_late_policy(path: Path, assignment: str) -> LatePolicy:
+    """The late policy of ``assignment`` in the policy file ``path``, for batch grading.
+
+    Unlike the grading service, a batch run has no last good policy to keep:
+    a file that cannot be read stops it with the message (PolicyError).
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return LatePolicy()
+    except (OSError, UnicodeDecodeError) as error:
+        raise PolicyError(f"{path} cannot be read: {error}") from None
+    entry = parse(text, str(path)).get(assignment)
+    return entry.late if entry is not None else LatePolicy()
 
 
 class PolicyFile:

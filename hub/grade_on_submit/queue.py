@@ -319,6 +319,13 @@ class Queue:
             db.execute(update(submissions).where(submissions.c.id == row.id).values(
                 not_before=self._next_slot(db, row.student, row.assignment, row.per_hour, now, exclude=row.id)))
 
+    def rescore(self, submission_id: int, score: float, reason: str | None) -> bool:
+        """A graded submission's score and note after its late penalty changed (an extension); False if not graded."""
+        with self._tx() as db:
+            return db.execute(update(submissions).where(and_(
+                submissions.c.id == submission_id, submissions.c.state == GRADED)).values(
+                score=score, reason=reason)).rowcount == 1
+
     def mark_released(self, submission_ids: list[int]) -> None:
         with self._tx() as db:
             db.execute(update(submissions).where(submissions.c.id.in_(submission_ids)).values(released=True))

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from datetime import datetime
 from urllib.parse import urlparse
 
-from hub.grade_on_submit import views
+from hub.grade_on_submit import extensions, views
 from hub.grade_on_submit.dask_workers import DaskWorkers
 from hub.grade_on_submit.inbox import Inbox
 from hub.grade_on_submit.pipeline import due_date
@@ -73,9 +73,18 @@ class GradingService:
             self._due[assignment] = (time.monotonic(), value)
         return value
 
+    def due_of(self, assignment: str, student: str) -> datetime | None:
+        """The due date of ``student``: theirs when one is recorded (an extension), else the assignment's."""
+        try:
+            entry = extensions.recorded(self.settings.course_root, assignment, student)
+        except extensions.ExtensionError as error:
+            log.error("%s", error)
+            entry = None
+        return datetime.fromisoformat(entry["due"]) if entry else self.due(assignment)
+
     def student_view(self, student: str) -> list[dict]:
         self.policies.refresh()
-        return [views.for_student(row, self.policies.entry(row.assignment), self.due(row.assignment))
+        return [views.for_student(row, self.policies.entry(row.assignment), self.due_of(row.assignment, student))
                 for row in self.queue.of_student(student)]
 
     def instructor_view(self) -> list[dict]:

@@ -5,7 +5,9 @@
 - ``<prefix>feedback/<id>``: the feedback of one of their own submissions,
   when the policy shows it;
 - ``<prefix>queue``: for instructors, every submission: waiting, running,
-  failed with the reason, and the policies in force (``api/queue``).
+  failed with the reason, and the policies in force (``api/queue``);
+- ``<prefix>extensions``: for instructors, due dates per student
+  (``hub.grade_on_submit.extension_page``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
 from hub.grade_on_submit import views
-from hub.grade_on_submit.page_parts import HardenedPage, script_value, table
+from hub.grade_on_submit.base_handler import Base
+from hub.grade_on_submit.extension_page import ExtensionsPage
+from hub.grade_on_submit.page_parts import script_value, table
 from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import FAILED, GRADING, QUEUED
 
@@ -83,7 +87,8 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 <h2>Waiting, running and failed</h2>{open_rows}
 <h2>Not queued</h2>{refused}
 <h2>Recently finished</h2>{done_rows}
-<p>The same as JSON: <a href="{api_url}">api/queue</a>. This page reloads every 5 seconds.</p>
+<p>The same as JSON: <a href="{api_url}">api/queue</a>. This page reloads every 5 seconds.
+Extensions and due dates per student: <a href="extensions">extensions</a>.</p>
 <script nonce="{nonce}">setTimeout(() => location.reload(), 5000);</script>
 </body></html>
 """
@@ -91,31 +96,6 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 
 # Folders not queued that the queue page lists (api/queue has them all): a student's clutter must not bury the rest.
 SHOWN_REFUSED = 200
-
-
-class Base(HardenedPage, HubOAuthenticated, web.RequestHandler):
-    """A page or API behind the hub's login; knows the service and who is asking."""
-
-    @property
-    def service(self) -> GradingService:
-        return self.settings["grading_service"]
-
-    def user_name(self) -> str:
-        return self.get_current_user()["name"]
-
-    def is_instructor(self) -> bool:
-        """Named in the settings, or a member of the hub's graders group (instructors an LMS sends, hub/lms)."""
-        user = self.get_current_user()
-        return (user["name"] in self.service.settings.instructors
-                or f"formgrade-{self.service.course_id}" in user.get("groups", []))
-
-    def require_instructor(self) -> None:
-        if not self.is_instructor():
-            raise web.HTTPError(403, "Only the course's instructors can see the queue.")
-
-    def problem_html(self) -> str:
-        problem = self.service.problem(instructor=self.is_instructor())
-        return f'<p role="alert"><strong>{html.escape(problem)}</strong></p>' if problem else ""
 
 
 class StudentPage(Base):
@@ -212,5 +192,6 @@ def application(service: GradingService) -> web.Application:
         (url_path_join(prefix, r"feedback/(\d+)"), Feedback),
         (url_path_join(prefix, "queue"), QueuePage),
         (url_path_join(prefix, "api/queue"), QueueApi),
+        (url_path_join(prefix, "extensions"), ExtensionsPage),
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
     ], grading_service=service, cookie_secret=service.cookie_secret)

@@ -74,6 +74,8 @@ class Launch:
     lineitem_url: str
     ags_scopes: tuple[str, ...]
     nrps_url: str
+    # The student's own due date, when the link's custom parameters ask the LMS for it (hub.lms.due_dates).
+    due_at: str = ""
 
     @property
     def issuer(self) -> str:
@@ -213,4 +215,5 @@ class LaunchVerifier:
             lineitems_url=_text(ags.get("lineitems")), lineitem_url=_text(ags.get("lineitem")),
             ags_scopes=tuple(s for s in ags.get("scope", []) if isinstance(s, str)),
             nrps_url=_text(nrps.get("context_memberships_url")),
+            due_at=_text(custom.get("due_at")),
         )

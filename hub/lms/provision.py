@@ -97,6 +97,10 @@ def provision(layout: HubLayout, launch: Launch) -> Provisioned:
         raise ProvisionError(f"hub.lms.enrol gave the account name {account!r}, which is not a valid unix name")
     accounts.ensure_user(account, layout.account_tag)
     if launch.role == roles.STUDENT:
+        if launch.due_at:
+            # The LMS's own due date of this student (a Canvas override): recorded as their due date.
+            grader_command(layout, "hub.lms.due_dates",
+                           {"account": account, "assignment": launch.assignment, "due_at": launch.due_at})
         fetch_if_missing(layout, account, launch.assignment)
     # The groups follow this launch's role in the bound LMS course alone: a role lost there is lost here at
     # the next launch, and no other course's enrolment (an old one, or one the roster sync keeps) adds any.

@@ -9,7 +9,8 @@ grading writes the gradebook in several steps) and no grading of that
 student is running.
 
 What is posted, for each assignment with a submission in the gradebook:
-``scoreGiven`` and ``scoreMaximum`` in points; ``gradingProgress``
+``scoreGiven`` (after the late penalty the gradebook holds, as the feedback
+page shows it) and ``scoreMaximum`` in points; ``gradingProgress``
 ``FullyGraded``, or ``PendingManual`` while a grader still has cells to
 grade; ``activityProgress`` ``Submitted`` until the due date (a student may
 submit again) and ``Completed`` after it.  With the policy ``show: nothing``
@@ -44,19 +45,29 @@ class GradebookScore:
     max_score: float
     needs_manual_grade: bool
     due: datetime | None
+    submitted: datetime | None = None
+    penalty: float = 0.0
 
 
 def read_gradebook(gradebook_url: str) -> list[GradebookScore]:
     """Every submission's score in nbgrader's gradebook (one query per assignment)."""
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Assignment, Gradebook, SubmittedAssignment
 
     found = []
     with Gradebook(gradebook_url) as gb:
         for assignment in gb.assignments:
             due = assignment.duedate.replace(tzinfo=UTC) if assignment.duedate else None
+            # nbgrader's scores are before the late penalty, which it keeps beside them.
+            penalties = dict(gb.db.query(SubmittedAssignment.id, SubmittedAssignment.late_submission_penalty)
+                             .join(Assignment).filter(Assignment.name == assignment.name).all())
             for entry in gb.submission_dicts(assignment.name):
-                found.append(GradebookScore(entry["student"], assignment.name, round(float(entry["score"]), 4),
-                                            float(entry["max_score"]), bool(entry["needs_manual_grade"]), due))
+                penalty = float(penalties.get(entry["id"]) or 0.0)
+                stamp = entry["timestamp"]
+                submitted = stamp.replace(tzinfo=UTC) if isinstance(stamp, datetime) else None
+                found.append(GradebookScore(entry["student"], assignment.name,
+                                            round(max(0.0, float(entry["score"]) - penalty), 4),
+                                            float(entry["max_score"]), bool(entry["needs_manual_grade"]), due,
+                                            submitted, penalty))
     return found
 
 

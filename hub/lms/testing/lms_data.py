@@ -63,6 +63,9 @@ class Course:
     lineitems: dict[str, dict[str, Any]] = field(default_factory=dict)
     # line item id -> user -> the last score posted
     scores: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # sub -> the person's own due date (ISO 8601), sent as the custom parameter due_at as Canvas does
+    # when the link asks for $Canvas.assignment.dueAt.iso8601
+    due_at: dict[str, str] = field(default_factory=dict)
 
 
 class _Config(LTI1P3PlatformConfAbstract):
@@ -144,6 +147,11 @@ class PlatformState:
         """The person leaves the course: NRPS lists them as Deleted, and their scores are refused."""
         with self.lock:
             self.courses[course_id].people[sub].status = "Deleted"
+
+    def set_due_date(self, course_id: str, sub: str, due_at: str) -> None:
+        """The person's own due date (an override), sent in their launches from now on."""
+        with self.lock:
+            self.courses[course_id].due_at[sub] = due_at
 
     def add_link(self, course_id: str, link_id: str, title: str, assignment: str = "") -> None:
         with self.lock:

@@ -141,8 +141,11 @@ class _Authorize(_Handler):
         launch.set_extra_claims({"given_name": person.given_name, "family_name": person.family_name})
         launch.set_resource_link_claim(link_id, title=title)
         launch.set_launch_context_claim(course.id, context_title=course.title, context_label=course.id)
-        if assignment:
-            launch.set_custom_parameters_claim({"assignment": assignment})
+        custom = {"assignment": assignment} if assignment else {}
+        if person.sub in course.due_at:
+            custom["due_at"] = course.due_at[person.sub]
+        if custom:
+            launch.set_custom_parameters_claim(custom)
         launch.set_ags(f"{platform.issuer}/api/{course.id}/lineitems", allow_creating_lineitems=True)
         launch.set_nrps(f"{platform.issuer}/api/{course.id}/memberships")
         try:
