@@ -40,6 +40,7 @@ from typing import Any
 
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 from zmq.utils.monitor import parse_monitor_message
@@ -235,6 +236,17 @@ class WatchedKernelClient(ConnectsByAddress, AsyncKernelClient):
             return False
         alive: Any = await super().is_alive()
         return bool(alive)
+
+
+class WatchedBlockingKernelClient(ConnectsByAddress, BlockingKernelClient):
+    """The blocking twin of ``WatchedKernelClient`` (``blocking_client()``): it, too, connects only where the
+    manager says, so no client of a sandboxed kernel can reach a path the kernel could have replaced."""
+
+    def channel_address(self, channel: str) -> str:
+        return self.parent.channel_address(channel)  # type: ignore[union-attr]
+
+    def socket_connected(self, channel: str, sock: zmq.Socket) -> None:
+        self.parent.socket_connected(channel, sock)  # type: ignore[union-attr]
 
 
 class PinsSockets(ConnectsByAddress):

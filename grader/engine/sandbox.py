@@ -40,7 +40,7 @@ from traitlets import Bool, Instance, default
 
 from grader.engine import leftovers
 from grader.engine.cgroups import CgroupsUnavailable, GroupLimits, KernelGroup, open_group, sweep_groups
-from grader.engine.kernel_sockets import PinsSockets, WatchedKernelClient
+from grader.engine.kernel_sockets import PinsSockets, WatchedBlockingKernelClient, WatchedKernelClient
 from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
@@ -347,6 +347,10 @@ class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager)
     @default("client_factory")
     def _pinned_client(self) -> type:
         return WatchedKernelClient
+
+    @default("blocking_class")
+    def _pinned_blocking_client(self) -> type:
+        return WatchedBlockingKernelClient
 
     def prepare(self, notebook_dir: Path, whole_submission_limits: bool = True) -> None:
         """Copy ``notebook_dir`` into a fresh scratch folder, write the connection there, make the control group.
