@@ -29,7 +29,7 @@ import json
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from time import monotonic, perf_counter
+from time import monotonic, perf_counter, sleep
 from typing import Any
 
 from jupyter_core.utils import run_sync
@@ -85,6 +85,10 @@ class RunEnd:
 
 def error_output(ename: str, message: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=message, traceback=[f"{ename}: {message}"])
+
+
+# How long a dead kernel's process may take to report its exit status before the cut connection is blamed.
+EXIT_STATUS_WAIT = 2.0
 
 
 def _exit_reason(code: int | None, limits: Limits) -> str:
@@ -325,10 +329,16 @@ class SandboxedExecute(NotesTimeouts, Execute):
         return CellRun.TIMED_OUT if self.timed_out else CellRun.FINISHED
 
     def _gone_reason(self) -> str:
-        """Why the kernel is gone: it cut its connection to the grader, or how its process ended."""
+        """Why the kernel is gone: how its process ended or, while it runs on, that it cut its connection."""
         km = self.km
-        lost = km.connection_lost() if isinstance(km, SandboxedKernelManager) else None
-        return lost or _exit_reason(kernel_exit_code(km), self.limits)
+        # A process that ends closes its sockets on the way, so its connections are cut a moment before its
+        # exit status can be read; the status is the truer reason (os._exit, a signal, a limit).
+        code, deadline = kernel_exit_code(km), monotonic() + EXIT_STATUS_WAIT
+        while code is None and monotonic() < deadline:
+            sleep(0.05)
+            code = kernel_exit_code(km)
+        lost = km.connection_lost() if code is None and isinstance(km, SandboxedKernelManager) else None
+        return lost or _exit_reason(code, self.limits)
 
     def _limit_hit(self) -> str | None:
         km = self.km
