@@ -47,6 +47,8 @@ CPU_PERIOD_US = 100_000
 # A kernel's group: the grader process that made it, and a random part.  Groups named otherwise
 # (an older grader's) are never swept.
 GROUP_PREFIX = "unet-kernel-"
+# How long removing a group folder may wait for its hierarchy to let go of killed processes.
+REMOVE_SECONDS = 10.0
 _GROUP_NAME = re.compile(rf"{GROUP_PREFIX}\d+-[0-9a-f]+")
 # The shell that starts every kernel: into the group(s) named before "--", then the command after it.
 _ENTER = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
@@ -152,17 +154,37 @@ class KernelGroup:
         """Kill what is left, then remove the group's folders."""
         self.kill_all()
         for folder in dict.fromkeys(self.dirs.values()):
-            for _ in range(20):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            _remove_folder(folder)
         for lock in self.locks:
             release(lock)
         self.locks = []
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove one group folder, killing what its own ``cgroup.procs`` still lists, for up to REMOVE_SECONDS.
+
+    A hierarchy can go on listing a process for a while after another one let
+    it go (cgroup v1's memory hierarchy, while a killed process gives back
+    gigabytes on a busy machine): until then the folder refuses to go.
+    """
+    deadline = time.monotonic() + REMOVE_SECONDS
+    pause = 0.02
+    while True:
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return  # left for sweep_groups: its lock is released below, so the next grader removes it
+        for pid in _read(folder / "cgroup.procs").split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class V2Group(KernelGroup):
