@@ -47,7 +47,13 @@ from grader.engine.private_api.jupyter_client_api import kernel_exit_code
 from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
 from grader.engine.probe_cell import evidence_parts, is_evidence_message, probe_cell_source
 from grader.engine.record import RESOURCE_KEY, RunRecord
-from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available, check_limits_available
+from grader.engine.sandbox import (
+    Limits,
+    SandboxedKernelManager,
+    check_available,
+    check_limits_available,
+    ready_template,
+)
 from grader.engine.template import default_on
 
 TIMEOUT_NAME = "CellTimeoutError"
@@ -148,8 +154,8 @@ class SandboxedExecute(NotesTimeouts, Execute):
     template = Bool(default_on(),
                     help="Fork each kernel from a template process that has imported TensorFlow and the rest "
                          "once (same sandbox and limits; see docs/grading.md). Where it cannot be used, the "
-                         "kernel starts cold, with one log line saying why. UNET_KERNEL_TEMPLATE=1 or 0 sets "
-                         "the default.").tag(config=True)
+                         "kernel starts cold, with one log line saying why. On by default; UNET_KERNEL_TEMPLATE=0 "
+                         "turns the default off.").tag(config=True)
     run_after_last_test = Bool(False, help="Also run the cells after the last graded cell (training and "
                                            "plots). They cannot change any grade.").tag(config=True)
 
@@ -172,6 +178,8 @@ class SandboxedExecute(NotesTimeouts, Execute):
         for index in hidden:
             nb.cells[index].source = ""
         self._last_graded = -1 if self.run_after_last_test else max(hidden, default=-1)
+        if self.sandbox and self.template:
+            ready_template(find_data(_notebook_dir(resources)), self.log)
         self._budget = TimeBudget(self.grading_budget, min(self.evidence_reserve, self.grading_budget / 4))
         record = RunRecord()
         try:
@@ -190,7 +198,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
         that cell's exercise loses its points, and every other exercise is
         graded as if the cell had never been there.
         """
-        notebook_dir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
+        notebook_dir = _notebook_dir(resources)
         left_out: list[int] = []
         end = self._run_once(nb, resources, notebook_dir, record, left_out)
         while end.limit_at is not None and len(left_out) < MAX_LEFT_OUT and self._time_for_another_run(nb, record):
@@ -243,7 +251,7 @@ class SandboxedExecute(NotesTimeouts, Execute):
             return None
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
                                     limits=self.limits, use_template=self.template)
-        km.carla_dir = _find_data(notebook_dir)
+        km.carla_dir = find_data(notebook_dir)
         km.prepare(notebook_dir, self.whole_submission_limits)
         return km
 
@@ -448,7 +456,11 @@ def _cells_before(nb: NotebookNode, index: int) -> NotebookNode:
     return replay
 
 
-def _find_data(notebook_dir: Path) -> Path | None:
+def _notebook_dir(resources: dict) -> Path:
+    return Path(resources.get("metadata", {}).get("path") or ".").resolve()
+
+
+def find_data(notebook_dir: Path) -> Path | None:
     """The course's data folder, found the way the notebook finds it."""
     import carla_data
 

@@ -44,7 +44,15 @@ from grader.engine.kernel_sockets import PinsSockets, WatchedBlockingKernelClien
 from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
-from grader.engine.template import ForkedKernel, TemplateUnavailable, default_on, enter_group, forget, template_for
+from grader.engine.template import (
+    ForkedKernel,
+    KernelTemplate,
+    TemplateUnavailable,
+    default_on,
+    enter_group,
+    forget,
+    template_for,
+)
 
 # What the kernel finds inside the sandbox.  Its folder and home share one
 # in-memory scratch space of Limits.scratch_bytes; the student's files are
@@ -277,6 +285,24 @@ def template_command(data_dir: Path | None) -> list[str]:
     ]
 
 
+def ready_template(data_dir: Path | None, log: Any) -> None:
+    """Have this process's kernel template for ``data_dir`` running (started now if need be).
+
+    Called before a submission's time budget starts: the template's own
+    start-up (one import of everything) is the grader's cost, never a
+    student's.  Where no template can start, the kernels start cold later
+    and the first of them logs why.
+    """
+    try:
+        _template(data_dir, log)
+    except TemplateUnavailable:
+        pass
+
+
+def _template(data_dir: Path | None, log: Any) -> KernelTemplate:
+    return template_for((str(data_dir),), lambda: template_command(data_dir), log)
+
+
 def fork_request(limits: Limits, data_dir: Path | None, kernel_cmd: list[str]) -> dict[str, Any]:
     """What the template's warden needs to build one kernel's sandbox: the same view and limits as bwrap_command."""
     if kernel_cmd[1:3] != ["-m", "ipykernel_launcher"]:
@@ -416,8 +442,7 @@ class SandboxedKernelManager(PinsSockets, KeepsKernelOutput, AsyncKernelManager)
     def _fork_from_template(self) -> ForkedKernel:
         assert self.scratch is not None
         request = fork_request(self.limits, self.carla_dir, self._inside_cmd(FORKED_CONNECTION_FILE))
-        data = self.carla_dir
-        template = template_for((str(data),), lambda: template_command(data), self.log)
+        template = _template(self.carla_dir, self.log)
         try:
             return template.fork(request, Path(self.connection_file).read_text(), self.scratch / "work",
                                  enter_group(self.group))

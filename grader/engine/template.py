@@ -55,8 +55,8 @@ _log = logging.getLogger(__name__)
 
 
 def default_on() -> bool:
-    """Whether kernels are forked from a template unless configured otherwise: ``UNET_KERNEL_TEMPLATE=1``."""
-    return os.environ.get("UNET_KERNEL_TEMPLATE", "0") == "1"
+    """Whether kernels are forked from a template unless configured otherwise: yes, but UNET_KERNEL_TEMPLATE=0."""
+    return os.environ.get("UNET_KERNEL_TEMPLATE", "1") != "0"
 
 
 class TemplateUnavailable(RuntimeError):
@@ -289,6 +289,10 @@ class KernelTemplate:
 # -- one template per grading process ----------------------------------------------------------
 
 _templates: dict[str, KernelTemplate] = {}
+# Why a template could not start, and when: the kernels after it start cold at once for RETRY_SECONDS
+# rather than each waiting for a template that will not come.
+_failed: dict[str, tuple[float, str]] = {}
+RETRY_SECONDS = 600.0
 _registry_lock = threading.Lock()
 
 
@@ -307,9 +311,18 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
                 del _templates[old_key]
         template = _templates.get(key)
         if template is None:
+            failed_at, why = _failed.get(key, (-RETRY_SECONDS, ""))
+            if time.monotonic() - failed_at < RETRY_SECONDS:
+                raise TemplateUnavailable(f"{why} (at most one try every {RETRY_SECONDS:g} s)")
             started = time.monotonic()
-            template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
-            template.wait_ready()
+            try:
+                template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
+                template.wait_ready()
+            except (TemplateUnavailable, OSError) as err:
+                why = str(err) if isinstance(err, TemplateUnavailable) else f"the template did not start ({err})"
+                _failed[key] = (time.monotonic(), why)
+                raise TemplateUnavailable(why) from None
+            _failed.pop(key, None)
             log.info("Kernel template started in %.1f s (pid %d); each kernel is forked from it%s",
                       time.monotonic() - started, template.pid,
                       f" (imports that failed, left to the kernel: {', '.join(template.failed)})"
@@ -324,6 +337,7 @@ def _drop_inherited() -> None:
     for inherited in _templates.values():
         inherited._channel.close()  # this copy's descriptor only; the parent keeps its own
     _templates.clear()
+    _failed.clear()
     _registry_lock = threading.Lock()  # another thread may have held it at the fork
 
 
@@ -344,6 +358,7 @@ def close_all() -> None:
         for template in _templates.values():
             template.close()
         _templates.clear()
+        _failed.clear()
 
 
 def enter_group(group: KernelGroup | None) -> Callable[[int], None]:

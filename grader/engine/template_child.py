@@ -245,6 +245,12 @@ def serve(control_fd: int) -> None:
     control = socket.socket(fileno=control_fd)
     first = json.loads(control.recv(1 << 16))
     failed = _import_all(first["imports"])
+    # What the imports made stays put: the collector of a forked kernel never walks (and so never copies)
+    # the template's pages.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     # Wardens are reaped by the kernel once they end; this process never waits for them.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     control.send(json.dumps({"ready": True, "failed": failed, "pid": os.getpid()}).encode())
