@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from grader.course import ASSIGNMENT, ROOT, exercises
 from grader.engine.record import CellResult, GradingResult, take_finished
@@ -97,6 +98,20 @@ def machine_problem(setup: CourseSetup) -> str | None:
     from grader.engine.preflight import machine_problem as problem_with
 
     return problem_with(nbgrader_app(setup))
+
+
+def start_kernel_template(setup: CourseSetup) -> None:
+    """Start this process's kernel template now, when the course's grading uses one (docs/grading.md).
+
+    A grading service calls it once before its first submission, so that the
+    first student waits for their own notebook only.
+    """
+    from grader.engine.execute import SandboxedExecute, find_data
+    from grader.engine.sandbox import ready_template
+
+    execute = SandboxedExecute(parent=nbgrader_app(setup))
+    if execute.sandbox and execute.template:
+        ready_template(find_data(Path(setup.course_root) / "autograded"), logging.getLogger(__name__))
 
 
 def grade_submission(setup: CourseSetup, student: str) -> GradingResult:
