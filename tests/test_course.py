@@ -5,6 +5,10 @@ applies) against a private course folder, leaving the real one alone.
 """
 
 import csv
+import os
+import signal
+import threading
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,6 +17,7 @@ from grader.course import ASSIGNMENT, NOTEBOOK, reference_solutions
 from grader.dev.examples import EXAMPLES, write_examples
 from grader.dev.scratch_course import Course
 from grader.engine.execute import NOT_RUN_NOTE
+from grader.engine.template import default_on
 from grader.tools import grades as summary
 from grader.tools.grades import scores
 
@@ -27,12 +32,60 @@ EXPECTED = {
 }
 
 
+# A line only the kernel template's program has: it finds the template among the machine's processes.
+TEMPLATE_MARK = b"def serve(control_fd"
+
+
+def template_processes() -> list[int]:
+    """Kernel templates running on this machine: the template program's processes whose parent is bubblewrap.
+
+    Kernels forked from a template carry the same command line; their parents are not bubblewrap.
+    """
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or TEMPLATE_MARK not in (proc / "cmdline").read_bytes():
+                continue
+            parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if Path(f"/proc/{parent}/comm").read_text().strip() == "bwrap":
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+class TemplateKiller(threading.Thread):
+    """Kills the kernel template with SIGKILL once, when the second student of ``autograded`` has begun."""
+
+    def __init__(self, autograded: Path) -> None:
+        super().__init__(daemon=True)
+        self.autograded, self.killed = autograded, []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            if self.autograded.is_dir() and len(list(self.autograded.iterdir())) >= 2:
+                for pid in template_processes():
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+                if self.killed:
+                    return
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory, small_data) -> Course:
     course = Course(tmp_path_factory.mktemp("course"), small_data)
     course.nbgrader("generate_assignment", ASSIGNMENT, "--force")
     write_examples(course.root / "submitted", course.release / f"{NOTEBOOK}.ipynb")
-    course.nbgrader("autograde", ASSIGNMENT, "--force")
+    # The class is graded while its kernel template dies in the middle: the scores must not notice.
+    killer = TemplateKiller(course.root / "autograded")
+    killer.start()
+    try:
+        course.nbgrader("autograde", ASSIGNMENT, "--force")
+    finally:
+        killer.stop.set()
+        killer.join()
+    course.template_killed = killer.killed
     course.nbgrader("generate_feedback", ASSIGNMENT, "--force")
     course.nbgrader("export", f"--CsvExportPlugin.to={course.root / 'grades.csv'}")
     return course
@@ -41,6 +94,13 @@ def course(tmp_path_factory, small_data) -> Course:
 def test_example_submissions_get_their_exact_scores(course):
     got = {student: scores(student, course.db_url) for student in EXAMPLES}
     assert got == {student: {**points, "ungraded": []} for student, points in EXPECTED.items()}
+
+
+def test_the_kernel_template_died_mid_class_and_no_score_noticed(course):
+    if not default_on():
+        pytest.skip("kernels start cold here (UNET_KERNEL_TEMPLATE=0)")
+    assert course.template_killed, "no kernel template was found to kill while the class was graded"
+    assert template_processes() == [], "the grader left a kernel template running after it ended"
 
 
 def test_release_is_self_contained(course):

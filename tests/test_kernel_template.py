@@ -315,5 +315,10 @@ def test_where_no_template_can_start_the_kernel_starts_cold_and_says_why(tmp_pat
     with caplog.at_level("WARNING"), kernel(submission(tmp_path, "a", "cold")) as k:
         assert k.run("print(open('answers.txt').read())").strip() == "cold"
         assert k.km._forked is None
+        # The next kernel does not wait for a template that will not come, and says so.
+        with kernel(submission(tmp_path, "b", "cold too")) as again:
+            assert again.run("print(open('answers.txt').read())").strip() == "cold too"
+            assert again.km._forked is None
     said = [r.getMessage() for r in caplog.records if "Kernel template not used" in r.getMessage()]
-    assert len(said) == 1 and "the template did not start" in said[0], said
+    assert len(said) == 2 and all("the template did not start" in line for line in said), said
+    assert "at most one try every" in said[1]
