@@ -13,7 +13,8 @@ as ``rounds`` says; prints ``AFTER``.  The second is another student's
 plain notebook.  It prints one JSON object: ``outputs`` (per notebook, the
 text of each cell's outputs), ``problems`` (per notebook, what the grader
 noted per cell), ``host`` (what the host socket received: one entry per
-connection) and ``seconds`` (per notebook).
+connection), ``seconds`` (per notebook) and ``templates`` (the kernel templates the kernels were forked
+from, if any).
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ def main(folder: Path, limits: bool, rounds: int = 3) -> dict:
         report["seconds"][name] = round(seconds, 1)
     time.sleep(1)  # a connection on its way would have arrived by now
     report["host"] = host.received
+    from grader.engine import template
+
+    report["templates"] = template.running()
     return report
 
 

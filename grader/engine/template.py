@@ -255,7 +255,12 @@ class KernelTemplate:
         kernel = ForkedKernel(pid, pidfd, mine, stdout)
         # The sandbox is whole (mounts, files, connection file) before anyone connects to its sockets.
         if not select.select([mine], [], [], HELLO_SECONDS)[0] or mine.recv(64) != b"mounted":
-            said = stdout.read1(4096).decode(errors="replace").strip()[-300:] if kernel.poll() is not None else ""
+            said = ""
+            try:
+                kernel.wait(5)  # a warden that failed is on its way out; what it said is on its output
+                said = stdout.read1(4096).decode(errors="replace").strip()[-300:]
+            except subprocess.TimeoutExpired:
+                pass
             kernel.kill()
             kernel.release()
             stdout.close()
@@ -351,6 +356,12 @@ def forget(template: KernelTemplate) -> None:
             if known is template:
                 del _templates[key]
     template.close()
+
+
+def running() -> list[int]:
+    """The pids of this process's templates that are alive (kernels are being forked from them)."""
+    with _registry_lock:
+        return [t.pid for t in _templates.values() if t.alive()]
 
 
 def close_all() -> None:

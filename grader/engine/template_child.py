@@ -155,7 +155,16 @@ def _mount_scratch(request: dict) -> None:
 
 def _unpack(files_fd: int, into: str) -> None:
     with os.fdopen(files_fd, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
-        archive.extractall(into, filter="tar")
+        if hasattr(tarfile, "tar_filter"):
+            archive.extractall(into, filter="tar")
+            return
+        # Python before 3.11.4 (Debian 12's 3.11.2) has no extraction filters.  The stream is the grader's
+        # own (``template._pack`` of a real folder, which never descends into a link), so the names are
+        # plain relative paths; anything else is refused rather than written.
+        for member in archive:
+            if member.name.startswith("/") or ".." in member.name.split("/"):
+                raise ValueError(f"refused to unpack {member.name!r}: not a path inside the kernel's folder")
+            archive.extract(member, into, set_attrs=not member.issym())
 
 
 def _write_read_only(path: str, text: str) -> None:
