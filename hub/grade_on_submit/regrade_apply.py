@@ -113,14 +113,17 @@ class StudentSwitch:
             pipeline.generate_feedback(setup, row)
         else:
             generate_feedback_only(setup, self.student)
-        show = PolicyFile(self.course_root / "grade_on_submit.json").of(self.assignment).show
+        policy = PolicyFile(self.course_root / "grade_on_submit.json").entry(self.assignment)
         due = late.due if late is not None and late.due else pipeline.due_date(setup)
-        if (row is not None and row.released) or pipeline.shows_feedback_now(show, due):
+        # Released again where it was, or where the assignment's policy releases it now; an assignment the
+        # policy file does not name releases its feedback by the instructor's own release_feedback.
+        if (row is not None and row.released) or (policy is not None
+                                                  and pipeline.shows_feedback_now(policy.show, due)):
             pipeline.release_feedback(setup, self.student)
             if row is not None:
                 self.queue.mark_released([row.id])
             return f"{said} Feedback regenerated and released."
-        return f"{said} Feedback regenerated; it is released as the assignment's policy says."
+        return f"{said} Feedback regenerated, not released (the assignment's policy does not release it now)."
 
     def latest_row(self) -> Submission | None:
         """The service's latest graded row of the student (``moved_on`` made sure it is the one previewed)."""
