@@ -149,6 +149,19 @@ def test_cancel_stops_a_preview_and_is_refused_once_applied(store):
         records.apply(regrade_id, "prof")
 
 
+def test_a_regrade_whose_private_course_cannot_be_made_is_recorded_as_such_and_runs_nothing(store):
+    records, tasks, _ = store
+
+    def broken(regrade_id: int) -> None:
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError):
+        records.create("a1", "prof", "ann", False, [("ann", "t1", scores(4, 10))], prepare=broken)
+    [regrade] = records.all()
+    assert regrade.cancelled_by == "its preparation failed: OSError: No space left on device"
+    assert records.students(regrade.id) == [] and not tasks.pending()
+
+
 class RecordingSwitch(StudentSwitch):
     """Apply's steps on the record's side only; ``crash_in`` makes one step die once (a kill -9 there)."""
 

@@ -120,18 +120,26 @@ class RegradeRecords:
                chosen: Sequence[tuple[str, str | None, dict | None]], prepare=lambda regrade_id: None) -> int:
         """A new regrade of ``chosen`` (student, stored submission's timestamp, scores now); its id.
 
-        ``prepare(id)`` runs before the students' rows exist (no worker can claim one yet); if it
-        raises, there is no regrade.
+        ``prepare(id)`` runs before the students' rows exist (no worker can claim one yet), outside any
+        transaction of the queue's database (workers keep writing meanwhile); if it raises, the regrade
+        is recorded as cancelled with the error, and the error goes on.
         """
         with self.engine.begin() as db:
-            regrade_id = db.execute(regrades.insert().values(
+            regrade_id = int(db.execute(regrades.insert().values(
                 assignment=assignment, requested_by=by, requested_at=self.clock(), who=who,
-                never_lower=never_lower)).inserted_primary_key[0]  # type: ignore[index]
+                never_lower=never_lower)).inserted_primary_key[0])  # type: ignore[index]
+        try:
             prepare(regrade_id)
+        except BaseException as error:
+            with self.engine.begin() as db:
+                db.execute(update(regrades).where(regrades.c.id == regrade_id).values(
+                    cancelled_by=f"its preparation failed: {type(error).__name__}: {error}"[:200]))
+            raise
+        with self.engine.begin() as db:
             for student, submitted, old in chosen:
                 db.execute(students.insert().values(regrade=regrade_id, student=student, submitted=submitted,
                                                     state=QUEUED, attempts=0, old=json.dumps(old) if old else None))
-        return int(regrade_id)
+        return regrade_id
 
     def get(self, regrade_id: int) -> Regrade | None:
         with self.engine.begin() as db:
