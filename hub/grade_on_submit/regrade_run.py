@@ -28,7 +28,7 @@ def preview_student(course_root: str, gradebook_url: str, assignment: str, regra
 
     Returns ``("ok", scores, submitted)`` or ``("failed", reason, submitted)``.
     """
-    from hub.grade_on_submit.worker import die_with_parent
+    from hub.grade_on_submit.parent_death import die_with_parent
 
     die_with_parent()
     from nbgrader.api import Gradebook

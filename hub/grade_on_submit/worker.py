@@ -12,10 +12,8 @@ the grading engine.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -23,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from grader.engine.grading import CourseSetup
+from hub.grade_on_submit.parent_death import die_with_parent
 from hub.grade_on_submit.pipeline import LeaseLost, Outcome, grade
 from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import FAILED, Queue, Submission, open_engine
@@ -31,14 +30,6 @@ from hub.grade_on_submit.settings import Settings
 log = logging.getLogger("grade_on_submit.worker")
 # Written by a worker that cannot grade on this machine; the service shows it on its pages.
 MACHINE_PROBLEM = "grade_on_submit/machine_problem.txt"
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when the service that started it dies (``PR_SET_PDEATHSIG``)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the worker also stops when it sees that its parent has changed
 
 
 class Lease(threading.Thread):
