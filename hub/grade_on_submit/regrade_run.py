@@ -1,18 +1,21 @@
 """A grading worker's side of regrades: preview one student in the regrade's private course, or apply one.
 
-The preview's grading runs in a fresh process, spawned for it: the course's
+The preview's grading runs in a fresh process, started for it: the course's
 checks are Python modules, and a worker that has run for days holds the
 versions it imported when it started, not the course as it is now.  (It is
 also what keeps nbgrader's one-application-per-process state of the live
-course apart from the private one.)  The fresh process dies with the worker.
+course apart from the private one.)  It is a plain subprocess, not a
+multiprocessing child, because a Dask worker's process may have no such
+children; it dies with the worker, and hands its answer back in a file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ log = logging.getLogger("grade_on_submit.regrade")
 
 def preview_student(course_root: str, gradebook_url: str, assignment: str, regrade_id: int,
                     student: str) -> tuple[str, Any, str | None]:
-    """In a process of its own: grade ``student``'s stored submission in the private course.
+    """In a process of its own (``main``): grade ``student``'s stored submission in the private course.
 
     Returns ``("ok", scores, submitted)`` or ``("failed", reason, submitted)``.
     """
@@ -114,10 +117,7 @@ class RegradeWorker:
         regrade = self.records.get(row.regrade)
         assert regrade is not None
         if row.state == GRADING:
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                outcome, value, submitted = pool.submit(
-                    preview_student, str(self.course_root), self.gradebook_url, regrade.assignment, regrade.id,
-                    row.student).result()
+            outcome, value, submitted = self.preview(regrade.assignment, regrade.id, row.student)
             if outcome != "ok":
                 return FAILED, value, None
             if submitted != row.submitted:
@@ -129,3 +129,32 @@ class RegradeWorker:
         switch = StudentSwitch(self.course_root, self.gradebook_url, self.queue, regrade, row)
         state, note = switch.run()
         return state, note, row.new
+
+    def preview(self, assignment: str, regrade_id: int, student: str) -> tuple[str, Any, str | None]:
+        """``preview_student`` in a fresh Python process; its answer, or why there is none."""
+        from grader.course import ROOT
+        from hub.grade_on_submit.regrade_course import shadow_root
+
+        answer = shadow_root(self.course_root, regrade_id) / "answers" / f"{student}.json"
+        answer.parent.mkdir(parents=True, exist_ok=True)
+        answer.unlink(missing_ok=True)
+        done = subprocess.run([sys.executable, "-m", "hub.grade_on_submit.regrade_run", str(self.course_root),
+                               self.gradebook_url, assignment, str(regrade_id), student, str(answer)],
+                              cwd=ROOT, capture_output=True, text=True)
+        if not answer.exists():
+            return "failed", f"the grading process ended with status {done.returncode}: {done.stderr[-1500:]}", None
+        outcome, value, submitted = json.loads(answer.read_text())
+        return outcome, value, submitted
+
+
+def main(argv: list[str]) -> int:
+    """The fresh process of one student's preview: ``preview_student`` with ``argv``, its answer to a file."""
+    course_root, gradebook_url, assignment, regrade_id, student, answer = argv
+    result = preview_student(course_root, gradebook_url, assignment, int(regrade_id), student)
+    Path(answer).with_suffix(".tmp").write_text(json.dumps(result))
+    Path(answer).with_suffix(".tmp").replace(answer)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
