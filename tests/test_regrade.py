@@ -288,3 +288,27 @@ def test_the_regrade_page_escapes_what_students_wrote_and_shows_the_preview_to_i
     nonce = re.search(r"'nonce-([^']+)'", page.headers["Content-Security-Policy"]).group(1)
     assert all(f'nonce="{nonce}"' in tag for tag in re.findall(r"<(?:script|style)\b[^>]*>", body))
     assert all('nonce="{nonce}"' in tag for tag in re.findall(r"<(?:script|style)\b[^>]*>", PAGE))
+
+
+def test_a_grading_worker_stops_when_a_regrade_is_asked_for_so_a_fresh_one_grades_with_the_course_now(
+        tmp_path, monkeypatch):
+    import time
+
+    from grader.engine import grading
+    from hub.grade_on_submit import worker
+    from hub.grade_on_submit.settings import Settings
+
+    monkeypatch.setattr(grading, "machine_problem", lambda setup: None)
+    settings = Settings(tmp_path, tmp_path / "inbound", f"sqlite:///{tmp_path / 'queue.sqlite'}", poll_seconds=0.01)
+    records = RegradeRecords(open_engine(settings.queue_url))
+    calls = []
+
+    def keep_going() -> bool:
+        calls.append(time.time())
+        if len(calls) == 3:
+            records.create("a1", "prof", "everyone", False, [])
+        return len(calls) < 10
+
+    worker.run("w1", settings, keep_going)
+    # Idle polls (no submission, no regrade row) until the regrade is asked for; then it returns at once.
+    assert len(calls) == 3
