@@ -497,3 +497,52 @@ def test_a_late_score_reaches_the_lms_after_its_penalty_and_an_extension_moves_i
           (due + timedelta(days=1)).replace(tzinfo=UTC), "prof")
     course.drain()
     assert len([p for p in platform.score_posts if p["course"] == course.id]) == 3
+
+
+def test_a_regrade_applied_posts_each_moved_score_once_and_nothing_for_the_others(course, platform):
+    """Apply's switch of the gradebook (the notebook's run and feedback are test_regrade_course's), resumed once."""
+    from hub.grade_on_submit.queue import Queue
+    from hub.grade_on_submit.regrade_apply import StudentSwitch
+    from hub.grade_on_submit.regrade_plan import scores_from
+    from hub.grade_on_submit.regrade_store import APPLIED, PREVIEWED, UNCHANGED, RegradeRecords, RegradeTasks
+
+    class GradebookOnly(StudentSwitch):
+        def follow(self, old_total: float, new_total: float) -> str:
+            return "feedback left as it is"
+
+    course.student("Ada", "Lovelace")
+    course.student("Bob", "Builder")
+    course.grade("Ada", 60)
+    course.grade("Bob", 100)
+    course.drain()
+    assert course.lms_scores() == {"Ada": 60, "Bob": 100}
+    ada, bob = course.accounts["Ada"], course.accounts["Bob"]
+    for account in (ada, bob):
+        (course.folder / "submitted" / account / ASSIGNMENT).mkdir(parents=True)
+        (course.folder / "submitted" / account / ASSIGNMENT / "timestamp.txt").write_text("t1")
+
+    def scores(points: float) -> dict:
+        found = scores_from([("all", points, 100.0)], {}, 0.0)
+        found["cells"]["all"]["auto"] = points
+        return found
+
+    records, tasks = RegradeRecords(course.engine), RegradeTasks(course.engine)
+    regrade_id = records.create(ASSIGNMENT, "prof", "everyone", False,
+                                [(ada, "t1", scores(60)), (bob, "t1", scores(100))])
+    for _ in range(2):
+        row = tasks.claim("w", 30)
+        tasks.finish(row, "w", PREVIEWED, new=scores(80 if row.student == ada else 100))
+    records.apply(regrade_id, "prof")
+    for _ in range(2):
+        row = tasks.claim("w", 30)
+        switch = GradebookOnly(course.folder, course.gradebook, Queue(course.engine), records.get(regrade_id), row)
+        state, _ = switch.run()
+        if row.student == ada:
+            # Run again, as a worker taking over after a kill -9 would: the same gradebook, nothing more to post.
+            switch.run()
+        tasks.finish(row, "w", state)
+        course.drain()
+    assert {r.student: r.state for r in records.students(regrade_id)} == {ada: APPLIED, bob: UNCHANGED}
+    assert course.lms_scores() == {"Ada": 80, "Bob": 100}
+    posts = [p for p in platform.score_posts if p["course"] == course.id]
+    assert [p["scoreGiven"] for p in posts[2:]] == [80]

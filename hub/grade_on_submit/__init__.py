@@ -7,5 +7,8 @@ returned within seconds, with no instructor action.
 - ``worker``: claims and grades, under a lease;
 - ``service``, ``web``, ``views``: the hub service that runs it all and shows students and instructors where
   each submission is;
-- ``policy``: what the instructor decides per assignment (``grade_on_submit.json``).
+- ``policy``: what the instructor decides per assignment (``grade_on_submit.json``);
+- ``regrade`` (the command), ``regrade_plan``, ``regrade_course``, ``regrade_store``, ``regrade_run``,
+  ``regrade_apply``, ``regrade_report``, ``regrade_page``: a regrade after a change of the course, previewed in a
+  private copy of the course on the same workers, applied student by student under a journal.
 """

@@ -27,6 +27,7 @@ from hub.grade_on_submit.inbox import Inbox
 from hub.grade_on_submit.pipeline import due_date
 from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import GRADING, QUEUED, Queue, open_engine
+from hub.grade_on_submit.regrade_store import RegradeTasks
 from hub.grade_on_submit.settings import Settings
 from hub.grade_on_submit.worker import MACHINE_PROBLEM
 
@@ -112,7 +113,8 @@ class GradingService:
         nothing is left to grade (what was queued before grading was switched off is still graded).
         """
         self.policies.refresh()
-        needed = any(p.grade_on_submit for p in self.policies.policies.values()) or self.queue.all((QUEUED, GRADING))
+        needed = (any(p.grade_on_submit for p in self.policies.policies.values()) or self.queue.all((QUEUED, GRADING))
+                  or RegradeTasks(self.queue.engine).pending())
         if not needed:
             return
         if self.settings.dask:

@@ -7,7 +7,8 @@
 - ``<prefix>queue``: for instructors, every submission: waiting, running,
   failed with the reason, and the policies in force (``api/queue``);
 - ``<prefix>extensions``: for instructors, due dates per student
-  (``hub.grade_on_submit.extension_page``).
+  (``hub.grade_on_submit.extension_page``);
+- ``<prefix>regrade``: for instructors, regrades with a preview (``hub.grade_on_submit.regrade_page``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hub.grade_on_submit.extension_page import ExtensionsPage
 from hub.grade_on_submit.page_parts import script_value, table
 from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import FAILED, GRADING, QUEUED
+from hub.grade_on_submit.regrade_page import RegradePage
 
 if TYPE_CHECKING:
     from hub.grade_on_submit.service import GradingService
@@ -88,7 +90,8 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ccc;
 <h2>Not queued</h2>{refused}
 <h2>Recently finished</h2>{done_rows}
 <p>The same as JSON: <a href="{api_url}">api/queue</a>. This page reloads every 5 seconds.
-Extensions and due dates per student: <a href="extensions">extensions</a>.</p>
+Extensions and due dates per student: <a href="extensions">extensions</a>.
+Regrade after a change of the checks, with a preview: <a href="regrade">regrade</a>.</p>
 <script nonce="{nonce}">setTimeout(() => location.reload(), 5000);</script>
 </body></html>
 """
@@ -193,5 +196,6 @@ def application(service: GradingService) -> web.Application:
         (url_path_join(prefix, "queue"), QueuePage),
         (url_path_join(prefix, "api/queue"), QueueApi),
         (url_path_join(prefix, "extensions"), ExtensionsPage),
+        (url_path_join(prefix, "regrade"), RegradePage),
         (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
     ], grading_service=service, cookie_secret=service.cookie_secret)

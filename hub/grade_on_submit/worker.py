@@ -12,10 +12,8 @@ the grading engine.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -23,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from grader.engine.grading import CourseSetup
+from hub.grade_on_submit.parent_death import die_with_parent
 from hub.grade_on_submit.pipeline import LeaseLost, Outcome, grade
 from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import FAILED, Queue, Submission, open_engine
@@ -31,14 +30,6 @@ from hub.grade_on_submit.settings import Settings
 log = logging.getLogger("grade_on_submit.worker")
 # Written by a worker that cannot grade on this machine; the service shows it on its pages.
 MACHINE_PROBLEM = "grade_on_submit/machine_problem.txt"
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when the service that started it dies (``PR_SET_PDEATHSIG``)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the worker also stops when it sees that its parent has changed
 
 
 class Lease(threading.Thread):
@@ -114,12 +105,30 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
     # Unique, so a worker started later under the same slot name never renews or finishes this one's work.
     name = f"{name}@{socket.gethostname()}:{os.getpid()}"
     log.info("worker %s ready", name)
+    regrades = regrade_worker(queue, settings)
+    started = time.time()
     while keep_going():
+        if regrades.tasks.latest_request() > started:
+            # A regrade means the course changed: the next submission is graded by a worker that
+            # imports the course's checks afresh (the service starts one at once).
+            log.info("a regrade was asked for; worker %s stops so that a fresh one grades with the course now", name)
+            return
         row = queue.claim(name, settings.lease_seconds)
         if row is None:
-            time.sleep(settings.poll_seconds)
+            # Submissions first; a regrade's students when none waits.
+            if not regrades.work_once(name):
+                time.sleep(settings.poll_seconds)
             continue
         work_on(queue, settings, policies, row, name)
+
+
+def regrade_worker(queue: Queue, settings: Settings):
+    """What this worker does for regrades (``hub.grade_on_submit.regrade_run``), on the queue's database."""
+    from hub.grade_on_submit.regrade_run import RegradeWorker
+    from hub.grade_on_submit.regrade_store import RegradeTasks
+
+    return RegradeWorker(RegradeTasks(queue.engine), queue, settings.course_root, settings.gradebook_url,
+                         settings.lease_seconds)
 
 
 def main(argv: list[str]) -> int:
