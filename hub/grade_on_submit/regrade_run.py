@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -140,7 +141,9 @@ class RegradeWorker:
         answer.unlink(missing_ok=True)
         done = subprocess.run([sys.executable, "-m", "hub.grade_on_submit.regrade_run", str(self.course_root),
                                self.gradebook_url, assignment, str(regrade_id), student, str(answer)],
-                              cwd=ROOT, capture_output=True, text=True)
+                              cwd=ROOT, capture_output=True, text=True,
+                              # One student per process: a kernel template would be started for one kernel.
+                              env={**os.environ, "UNET_KERNEL_TEMPLATE": "0"})
         if not answer.exists():
             return "failed", f"the grading process ended with status {done.returncode}: {done.stderr[-1500:]}", None
         outcome, value, submitted = json.loads(answer.read_text())
