@@ -28,7 +28,8 @@ STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
 # The part of the grading engine that Validate needs in a student's server:
 # no checks, no hidden tests, nothing students may not read.
 VALIDATE_MODULES = [
-    "grader/__init__.py", "grader/engine/__init__.py", "grader/engine/validate.py", "grader/engine/kernel_sockets.py",
+    "grader/__init__.py", "grader/student_side.py", "grader/engine/__init__.py", "grader/engine/validate.py",
+    "grader/engine/kernel_sockets.py",
     "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
     "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
 ]
@@ -284,8 +285,8 @@ def _stage_course(layout: HubLayout, staged: Path) -> None:
     shutil.copytree(ROOT / "hub" / "lms", staged / "hub" / "lms", ignore=ignore)  # the LMS service's code
     (staged / POLICY_FILE).write_text(json.dumps(DEFAULT_POLICY, indent=2) + "\n")
     shutil.copytree(ROOT / "notebooks", staged / "notebooks", symlinks=True, ignore=ignore)
-    # The notebooks' links point at the repository's top-level files (modules, the students'
-    # requirements): each target goes to the same place relative to the copied notebooks.
+    # The notebooks' links point at files in the repository (the students' requirements, and the lab's at the
+    # assignment's modules): each target goes to the same place relative to the copied notebooks.
     for link in (ROOT / "notebooks").rglob("*"):
         if link.is_symlink():
             target = link.resolve()
