@@ -226,18 +226,28 @@ COURSE_UPDATE = """
 import shutil, sys
 from pathlib import Path
 staged, course = Path(sys.argv[1]), Path(sys.argv[2])
-for entry in staged.iterdir():
-    target = course / entry.name
-    if entry.name in ("notebooks", "grade_on_submit.json") and target.exists():
-        continue  # the instructor's own edits of the source notebooks and the policy stay
+def replace(entry, target):
     if target.is_symlink() or target.is_file():
         target.unlink()
     elif target.is_dir():
         shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     if entry.is_dir() and not entry.is_symlink():
         shutil.copytree(entry, target, symlinks=True)
     else:
         shutil.copy(entry, target, follow_symlinks=False)
+for entry in staged.iterdir():
+    target = course / entry.name
+    if entry.name == "notebooks" and target.exists():
+        # The instructor's own edits of the source notebooks stay; the modules and data beside them are
+        # grading code (grader/student_side.py), new every time like the rest of it.
+        for path in entry.rglob("*"):
+            if path.suffix in (".py", ".json"):
+                replace(path, course / path.relative_to(staged))
+        continue
+    if entry.name == "grade_on_submit.json" and target.exists():
+        continue  # the instructor's policy stays
+    replace(entry, target)
 """
 
 
@@ -246,9 +256,10 @@ def make_course(layout: HubLayout) -> None:
 
     Root stages what the course needs in a fresh folder only it and the grader
     account can read; the grader account copies it in (``COURSE_UPDATE``): the
-    grading code and configuration every time, the source notebooks only the
-    first time (an instructor may edit them in the course service, and
-    ``python -m hub release`` releases their version).
+    grading code and configuration every time (the modules beside the source
+    notebooks too), the source notebooks only the first time (an instructor
+    may edit them in the course service, and ``python -m hub release``
+    releases their version).
     """
     grader = pwd.getpwnam(layout.grader)
     if not layout.course.exists():
