@@ -159,3 +159,27 @@ def test_the_grader_imports_the_modules_from_the_assignments_folder() -> None:
     assert Path(spec_checks.__file__).resolve() == student_side.ASSIGNMENT_DIR / "spec_checks.py"
     assert spec_checks.SPECIFICATION_FILE == student_side.ASSIGNMENT_DIR / "specification.json"
     assert Path(skip_lab.__file__).resolve() == student_side.LAB_DIR / "skip_lab.py"
+
+
+# docs/architecture.md, "Who may call whom": rooms that must not import another room.
+FORBIDDEN = [
+    ("grader.engine", ("hub", "grader.tools", "grader.dev", "bench")),
+    ("grader.course", ("hub", "grader.tools", "grader.dev", "bench")),
+    ("hub.grade_on_submit", ("hub.lms",)),
+    ("hub.student", ("grader", "hub")),
+]
+
+
+def _in(module: str, room: str) -> bool:
+    return module == room or module.startswith(room + ".")
+
+
+def test_imports_go_down_the_rooms_never_up() -> None:
+    graph = import_graph(project_modules())
+    wrong = [f"{a} imports {b}" for a, bs in graph.items() for b in bs
+             for room, banned in FORBIDDEN if _in(a, room) and any(_in(b, r) for r in banned)
+             and not _in(b, room)]
+    # The student side ships alone: it imports nothing of the project but itself.
+    student = set(student_side.MODULES) | set(student_side.LAB_MODULES)
+    wrong += [f"{a} imports {b}" for a in student for b in graph.get(a, ()) if b not in student]
+    assert wrong == []
