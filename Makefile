@@ -25,7 +25,7 @@ endif
 # Makes the synthetic set unless data/ already holds CameraRGB/ (e.g. the real one).
 data: $(STAMP)
 	@if [ -d data/CameraRGB ]; then echo "data/CameraRGB exists: using it"; \
-	else $(BIN)/python carla_synth.py data; fi
+	else $(BIN)/python notebooks/unet_segmentation/carla_synth.py data; fi
 
 # Grading gives each kernel a control group; DELEGATED starts the command where
 # that is allowed (for a normal user on cgroup v2: a group systemd delegates).

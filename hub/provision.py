@@ -28,7 +28,8 @@ STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
 # The part of the grading engine that Validate needs in a student's server:
 # no checks, no hidden tests, nothing students may not read.
 VALIDATE_MODULES = [
-    "grader/__init__.py", "grader/engine/__init__.py", "grader/engine/validate.py", "grader/engine/kernel_sockets.py",
+    "grader/__init__.py", "grader/student_side.py", "grader/engine/__init__.py", "grader/engine/validate.py",
+    "grader/engine/kernel_sockets.py",
     "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
     "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
 ]
@@ -225,18 +226,28 @@ COURSE_UPDATE = """
 import shutil, sys
 from pathlib import Path
 staged, course = Path(sys.argv[1]), Path(sys.argv[2])
-for entry in staged.iterdir():
-    target = course / entry.name
-    if entry.name in ("notebooks", "grade_on_submit.json") and target.exists():
-        continue  # the instructor's own edits of the source notebooks and the policy stay
+def replace(entry, target):
     if target.is_symlink() or target.is_file():
         target.unlink()
     elif target.is_dir():
         shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     if entry.is_dir() and not entry.is_symlink():
         shutil.copytree(entry, target, symlinks=True)
     else:
         shutil.copy(entry, target, follow_symlinks=False)
+for entry in staged.iterdir():
+    target = course / entry.name
+    if entry.name == "notebooks" and target.exists():
+        # The instructor's own edits of the source notebooks stay; the modules and data beside them are
+        # grading code (grader/student_side.py), new every time like the rest of it.
+        for path in entry.rglob("*"):
+            if path.suffix in (".py", ".json"):
+                replace(path, course / path.relative_to(staged))
+        continue
+    if entry.name == "grade_on_submit.json" and target.exists():
+        continue  # the instructor's policy stays
+    replace(entry, target)
 """
 
 
@@ -245,9 +256,10 @@ def make_course(layout: HubLayout) -> None:
 
     Root stages what the course needs in a fresh folder only it and the grader
     account can read; the grader account copies it in (``COURSE_UPDATE``): the
-    grading code and configuration every time, the source notebooks only the
-    first time (an instructor may edit them in the course service, and
-    ``python -m hub release`` releases their version).
+    grading code and configuration every time (the modules beside the source
+    notebooks too), the source notebooks only the first time (an instructor
+    may edit them in the course service, and ``python -m hub release``
+    releases their version).
     """
     grader = pwd.getpwnam(layout.grader)
     if not layout.course.exists():
@@ -284,8 +296,8 @@ def _stage_course(layout: HubLayout, staged: Path) -> None:
     shutil.copytree(ROOT / "hub" / "lms", staged / "hub" / "lms", ignore=ignore)  # the LMS service's code
     (staged / POLICY_FILE).write_text(json.dumps(DEFAULT_POLICY, indent=2) + "\n")
     shutil.copytree(ROOT / "notebooks", staged / "notebooks", symlinks=True, ignore=ignore)
-    # The notebooks' links point at the repository's top-level files (modules, the students'
-    # requirements): each target goes to the same place relative to the copied notebooks.
+    # The notebooks' links point at files in the repository (the students' requirements, and the lab's at the
+    # assignment's modules): each target goes to the same place relative to the copied notebooks.
     for link in (ROOT / "notebooks").rglob("*"):
         if link.is_symlink():
             target = link.resolve()

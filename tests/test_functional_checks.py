@@ -153,7 +153,7 @@ def test_the_specification_file_holds_what_the_reference_builds(tmp_path):
     code = (f"from pathlib import Path; from grader.dev.specification_file import write; "
             f"write(Path({str(target)!r}))")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
-    assert target.read_text() == (ROOT / "specification.json").read_text(), \
+    assert target.read_text() == spec_checks.SPECIFICATION_FILE.read_text(), \
         "specification.json is out of date: run make specification"
 
 

@@ -103,3 +103,36 @@ def test_a_state_folder_that_students_servers_cannot_see_is_refused(tmp_path):
     layout = HubLayout(state=Path("/var/tmp/unet-hub-here"), env=tmp_path / "env")
     with pytest.raises(provision.SetupError, match="each student's server has a private copy of"):
         provision.check_places(layout)
+
+
+def test_set_up_again_renews_the_modules_beside_the_notebooks_and_keeps_the_instructors_notebook(tmp_path):
+    """The course folder of an earlier set-up (modules at its root, linked from notebooks/) gets the new layout."""
+    import subprocess
+    import sys
+
+    from hub.provision import COURSE_UPDATE
+
+    staged, course = tmp_path / "staged", tmp_path / "course"
+    (staged / "notebooks" / "unet_segmentation").mkdir(parents=True)
+    (staged / "notebooks" / "unet_lab").mkdir()
+    (staged / "notebooks" / "unet_segmentation" / f"{NOTEBOOK}.ipynb").write_text("the release's notebook")
+    (staged / "notebooks" / "unet_segmentation" / "spec_checks.py").write_text("new rules")
+    (staged / "notebooks" / "unet_segmentation" / "specification.json").write_text("{}")
+    (staged / "notebooks" / "unet_lab" / "carla_data.py").symlink_to("../unet_segmentation/carla_data.py")
+    (staged / "grade_on_submit.json").write_text("the default policy")
+    (course / "notebooks" / "unet_segmentation").mkdir(parents=True)
+    (course / "notebooks" / "unet_lab").mkdir()
+    (course / "notebooks" / "unet_segmentation" / f"{NOTEBOOK}.ipynb").write_text("the instructor's edit")
+    (course / "spec_checks.py").write_text("old rules")
+    (course / "notebooks" / "unet_segmentation" / "spec_checks.py").symlink_to("../../spec_checks.py")
+    (course / "notebooks" / "unet_lab" / "carla_data.py").symlink_to("../../carla_data.py")
+    (course / "grade_on_submit.json").write_text("the instructor's policy")
+    subprocess.run([sys.executable, "-I", "-c", COURSE_UPDATE, str(staged), str(course)], check=True)
+    assignment = course / "notebooks" / "unet_segmentation"
+    assert (assignment / f"{NOTEBOOK}.ipynb").read_text() == "the instructor's edit"
+    assert not (assignment / "spec_checks.py").is_symlink()
+    assert (assignment / "spec_checks.py").read_text() == "new rules"
+    assert (assignment / "specification.json").read_text() == "{}"
+    lab_link = course / "notebooks" / "unet_lab" / "carla_data.py"
+    assert lab_link.readlink() == Path("../unet_segmentation/carla_data.py")
+    assert (course / "grade_on_submit.json").read_text() == "the instructor's policy"

@@ -25,9 +25,12 @@ from pathlib import Path
 import pytest
 from jupyter_core.utils import run_sync
 
+from grader import student_side
 from grader.engine import template
 from grader.engine.sandbox import Limits, SandboxedKernelManager, check_available, check_limits_available
-from grader.engine.template import ASSIGNMENT_MODULES, REPO
+from grader.engine.template import ASSIGNMENT_MODULES
+
+REPO = student_side.REPOSITORY
 
 pytestmark = pytest.mark.slow
 
@@ -245,10 +248,10 @@ def test_a_template_older_than_the_assignment_or_the_packages_is_replaced(tmp_pa
     course = tmp_path / "course"
     course.mkdir()
     for name in ASSIGNMENT_MODULES:
-        shutil.copy(REPO / f"{name}.py", course)
+        shutil.copy(student_side.ASSIGNMENT_DIR / f"{name}.py", course)
     packages = tmp_path / "site-packages"
     packages.mkdir()
-    monkeypatch.setattr(template, "REPO", course)
+    monkeypatch.setattr(student_side, "ASSIGNMENT_DIR", course)
     monkeypatch.setattr(sys, "path", [*sys.path, str(packages)])
     folder = submission(tmp_path, "a", "a")
     pids = []

@@ -11,7 +11,8 @@ from nbgrader.preprocessors import ClearSolutions
 
 import lab_plots
 import skip_lab
-from grader.course import LAB_SOURCE, ROOT, SOURCE_NOTEBOOK, nbgrader_meta
+from grader import student_side
+from grader.course import LAB_SOURCE, SOURCE_NOTEBOOK, nbgrader_meta
 from test_utils import tf
 
 
@@ -51,14 +52,18 @@ def test_every_module_the_lab_imports_is_in_its_folder():
                 if isinstance(node, ast.Import | ast.ImportFrom):
                     names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                     imported |= {name.split(".")[0] for name in names}
-    own = {path.stem for path in ROOT.glob("*.py")}
+    own = {*student_side.MODULES, *student_side.LAB_MODULES}
     needed = imported & own
     assert {"skip_lab", "lab_plots", "carla_data", "carla_plots", "test_utils"} <= needed
     # and what those modules import in turn
     needed |= {"precision"}
     for name in needed:
-        link = folder / f"{name}.py"
-        assert link.is_symlink() and link.resolve() == ROOT / f"{name}.py", f"{link} must link to ../../{name}.py"
+        module = folder / f"{name}.py"
+        if name in student_side.LAB_MODULES:
+            assert module.is_file() and not module.is_symlink(), f"{module} must be the lab's own file"
+        else:
+            shared = student_side.ASSIGNMENT_DIR / f"{name}.py"
+            assert module.is_symlink() and module.resolve() == shared, f"{module} must link to {shared}"
 
 
 def test_the_footprints_add_up_to_keras_transposed_convolution():

@@ -19,7 +19,8 @@ from grader.engine import specification
 from spec_checks import SPECIFICATION_FILE, VISIBLE_CALLS
 from test_utils import tf
 
-TARGET = ROOT / SPECIFICATION_FILE.name
+# Beside spec_checks.py in the assignment's folder, where the students' copy reads it.
+TARGET = SPECIFICATION_FILE
 
 
 def contents() -> dict:

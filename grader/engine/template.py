@@ -38,12 +38,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from grader import student_side
 from grader.engine.cgroups import KernelGroup
 
-REPO = Path(__file__).resolve().parents[2]
-# The assignment's modules (top level of the repository): what they import, the template imports.
-ASSIGNMENT_MODULES = ("test_utils", "spec_checks", "functional_checks", "probe", "carla_data", "carla_plots",
-                      "carla_synth", "precision")
+# The assignment's modules (in its folder, grader/student_side.py): what they import, the template imports.
+ASSIGNMENT_MODULES = student_side.MODULES
 # What every kernel imports, whatever the notebook.
 BASE_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "numpy", "tensorflow", "keras",
                 "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline")
@@ -65,7 +64,7 @@ class TemplateUnavailable(RuntimeError):
 
 def assignment_imports(root: Path | None = None) -> list[str]:
     """Every module the assignment's modules import, anywhere in them, but each other."""
-    root = root or REPO
+    root = root or student_side.ASSIGNMENT_DIR
     found: dict[str, None] = {}
     for name in ASSIGNMENT_MODULES:
         path = root / f"{name}.py"
@@ -85,7 +84,7 @@ def fingerprint(root: Path | None = None) -> str:
     Installing, removing or upgrading a package adds or removes a folder in
     site-packages (its ``.dist-info``), which changes the folder's time.
     """
-    root = root or REPO
+    root = root or student_side.ASSIGNMENT_DIR
     digest = hashlib.sha256()
     places = [Path(sys.executable).resolve(), *(Path(p) for p in sys.path if p.endswith("-packages"))]
     for place in places:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
@@ -11,14 +11,51 @@ from tornado import web
 from hub.grade_on_submit.page_parts import HardenedPage
 
 if TYPE_CHECKING:
-    from hub.grade_on_submit.service import GradingService
+    from hub.grade_on_submit.inbox import Inbox
+    from hub.grade_on_submit.settings import Settings
+
+
+class PagesService(Protocol):
+    """What the pages read and ask of the grading service.
+
+    ``hub.grade_on_submit.service.GradingService`` is one; the pages name
+    only this, so the service can start its pages without the two modules
+    importing each other.
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def course_id(self) -> str: ...
+
+    @property
+    def cookie_secret(self) -> bytes: ...
+
+    def problem(self, instructor: bool = True) -> str | None: ...
+
+    def student_view(self, student: str) -> list[dict]: ...
+
+    def instructor_view(self) -> list[dict]: ...
+
+    def policy_summary(self) -> str: ...
+
+    def policy_text(self) -> str: ...
+
+    def worker_environment(self) -> dict[str, str]: ...
 
 
 class Base(HardenedPage, HubOAuthenticated, web.RequestHandler):
     """A page or API behind the hub's login; knows the service and who is asking."""
 
     @property
-    def service(self) -> GradingService:
+    def service(self) -> PagesService:
         return self.settings["grading_service"]
 
     def user_name(self) -> str:

@@ -14,22 +14,18 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
 from hub.grade_on_submit import views
-from hub.grade_on_submit.base_handler import Base
+from hub.grade_on_submit.base_handler import Base, PagesService
 from hub.grade_on_submit.extension_page import ExtensionsPage
 from hub.grade_on_submit.page_parts import script_value, table
 from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import FAILED, GRADING, QUEUED
 from hub.grade_on_submit.regrade_page import RegradePage
-
-if TYPE_CHECKING:
-    from hub.grade_on_submit.service import GradingService
 
 STUDENT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Your gradings</title>
@@ -186,7 +182,7 @@ class QueueApi(Base):
                          "refused": self.service.inbox.refused, "incomplete": self.service.inbox.stalled()})
 
 
-def application(service: GradingService) -> web.Application:
+def application(service: PagesService) -> web.Application:
     """The service's tornado application under its hub prefix."""
     prefix = service.prefix
     return web.Application([

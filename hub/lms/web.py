@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import html
 import os
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
@@ -29,7 +30,42 @@ from hub.lms.outbox import FAILED, PENDING, POSTED, POSTING
 from hub.lms.tables import contexts, enrolments, people
 
 if TYPE_CHECKING:
-    from hub.lms.service import LmsService
+    from sqlalchemy.engine import Engine
+
+    from hub.lms.outbox import Outbox
+
+
+class PageSettings(Protocol):
+    """The service's settings the page reads."""
+
+    @property
+    def course_id(self) -> str: ...
+
+    @property
+    def instructors_group(self) -> str: ...
+
+
+class LmsState(Protocol):
+    """What the page reads and asks of the LMS service.
+
+    ``hub.lms.service.LmsService`` is one; the page names only this, so the
+    service can start its page without the two modules importing each other.
+    """
+
+    @property
+    def settings(self) -> PageSettings: ...
+
+    @property
+    def binding(self) -> CourseBinding | None: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def sync_requested(self) -> threading.Event: ...
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{course} in the LMS</title>
@@ -62,7 +98,7 @@ def _when(seconds: float | None) -> str:
     return clock_time(seconds) if seconds else ""
 
 
-def status(service: LmsService) -> dict[str, Any]:
+def status(service: LmsState) -> dict[str, Any]:
     """What the page shows, as data."""
     binding = service.binding
 
@@ -96,7 +132,7 @@ def status(service: LmsService) -> dict[str, Any]:
 
 class Base(HardenedPage, HubOAuthenticated, web.RequestHandler):
     @property
-    def service(self) -> LmsService:
+    def service(self) -> LmsState:
         return self.settings["lms_service"]
 
     def require_instructor(self) -> None:
@@ -146,7 +182,7 @@ class Status(Base):
         self.write_json(status(self.service))
 
 
-def serve(service: LmsService) -> None:
+def serve(service: LmsState) -> None:
     """Serve the page where the hub expects the service, until the process ends."""
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))

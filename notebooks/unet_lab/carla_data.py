@@ -1,1 +1,1 @@
-../../carla_data.py
+../unet_segmentation/carla_data.py

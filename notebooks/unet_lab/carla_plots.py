@@ -1,1 +1,1 @@
-../../carla_plots.py
+../unet_segmentation/carla_plots.py

@@ -1,1 +1,1 @@
-../../carla_synth.py
+../unet_segmentation/carla_synth.py

@@ -1,1 +1,1 @@
-../../precision.py
+../unet_segmentation/precision.py

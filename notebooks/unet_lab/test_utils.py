@@ -1,1 +1,1 @@
-../../test_utils.py
+../unet_segmentation/test_utils.py
