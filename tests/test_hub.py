@@ -165,7 +165,9 @@ def student_work(page, hub, who: str, code: dict[str, str], submissions: int) ->
     log_in(page, hub, user)
     open_assignments(page)
     assert page.get_by_text("Jupyter news").count() == 0  # the news pop-up is off
-    page.locator("#released_assignments_list .list_item button", has_text="Fetch").click()
+    # The companion lab is released beside it: fetch the assignment's row.
+    page.locator("#released_assignments_list .list_item", has_text=ASSIGNMENT).get_by_role(
+        "button", name="Fetch").click()
     page.locator("#fetched_assignments_list .list_item").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / f"{who}_fetched.png"))
     report = fill_in_and_validate(page, hub, user, code, f"{who}_validate.png")
@@ -194,7 +196,8 @@ def open_formgrader(page, hub) -> str:
     log_in(page, hub, name(hub, "teacher"))
     page.goto(f"{hub.url}/services/{COURSE}/lab")
     page.get_by_role("menuitem", name="Nbgrader").click(timeout=180_000)
-    page.get_by_text("Formgrader", exact=True).click()
+    # The menu's entry: the course service's Lab may restore a Formgrader tab opened before.
+    page.locator("#jp-mainmenu-nbgrader").get_by_text("Formgrader", exact=True).click()
     frame = page.frame_locator("iframe").first
     frame.get_by_text("Manage Assignments").first.wait_for(timeout=60_000)
     frame.get_by_text(ASSIGNMENT).first.wait_for(timeout=60_000)
