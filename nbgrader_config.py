@@ -69,6 +69,8 @@ c.AssignCoursePenalties.plugin_class = "hub.grade_on_submit.late_plugin.CoursePe
 # The feedback page says when the submission came, the due date that applied and the penalty.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    # Each graded cell's result, never the source of its hidden tests (this list replaces the hub's own).
+    "nbgrader.preprocessors.ClearHiddenTests",
     "hub.grade_on_submit.late_feedback.LatenessNote",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -2,7 +2,7 @@
 
     python -m hub            set up, print the URL and the demo logins, run JupyterHub (Ctrl-C stops it)
     python -m hub setup      set up and print, without starting JupyterHub
-    python -m hub release    generate and release the assignment again (after changing the notebook)
+    python -m hub release    generate and release the assignment and the companion lab again (after changing them)
     python -m hub remove     delete the demo accounts and their homes, and the state folder
 
 ``UNET_HUB_STATE`` (default /srv/unet-hub), ``UNET_HUB_ENV`` (default
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
             return 0
         if command == "release":
             provision.release(layout, force=True)
-            print("released again; students who fetched it keep their copy")
+            print("released again (the assignment and the companion lab); students who fetched them keep their copy")
             return 0
         logins = provision.setup(layout, data)
     except (provision.SetupError, accounts.AccountError, cgroups.CgroupsUnavailable, homes.HomeError, OSError,

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hub.accounts import as_account_command  # noqa: E402
+from hub.hub_pages import install as install_page_policy  # noqa: E402
 from hub.layout import DEFAULT_STATE, HubLayout  # noqa: E402
 from hub.provision import grader_env  # noqa: E402
 
@@ -44,6 +45,9 @@ c.JupyterHub.pid_file = str(hub.hub_dir / "jupyterhub.pid")
 # Students' servers stop with the hub, and start again at their next login;
 # their work is in their home folders.
 c.JupyterHub.cleanup_servers = True
+
+# JupyterHub's own pages run only the scripts of its templates (nonce) and static files (issue #30).
+install_page_policy()
 
 # -- who may log in ------------------------------------------------------
 # The try-out login; see README.md for PAM, OAuthenticator or LTI 1.3 instead.

@@ -16,6 +16,8 @@ from pathlib import Path
 
 COURSE_ID = "unet-segmentation"
 ASSIGNMENT = "unet_segmentation"
+# The companion lab (notebooks/unet_lab): released beside the assignment, never graded.
+LAB = "unet_lab"
 DEFAULT_STATE = Path("/srv/unet-hub")
 
 
@@ -43,6 +45,8 @@ class HubLayout:
     lms: bool = False
     lms_port: int = 9997
     lms_sync_minutes: float = 60.0
+    # Hours a grader role lasts after the launch that gave it (hub.lms.grader_launches).
+    lms_grader_hours: float = 8.0
     # The hub serves https with this certificate and key (an LMS launches only to https); empty: http.
     tls_cert: str = ""
     tls_key: str = ""

@@ -20,7 +20,7 @@ from pathlib import Path
 from grader.engine import cgroups
 from hub import accounts, as_account
 from hub.grade_on_submit.policy import FILE_NAME as POLICY_FILE
-from hub.layout import ASSIGNMENT, HubLayout
+from hub.layout import ASSIGNMENT, LAB, HubLayout
 from hub.servers import homes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +165,8 @@ c.CourseDirectory.course_id = {layout.course_id!r}
 c.Authenticator.plugin_class = "unet_hub.roster.HubGroupsPlugin"
 # A submission without the released notebook (renamed, deleted) is refused, with the reason.
 c.ExchangeSubmit.strict = True
+# Released for practice, never graded: submitting it is refused, with the reason.
+c.PrivateSubmit.ungraded = [{LAB!r}]
 ''')
     (student / "nbgrader_config.py").write_text(f'''"""Validate in a student's server (by python -m hub)."""
 import os
@@ -193,7 +195,11 @@ c.GenerateFeedback.preprocessors = [
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 '''
     (student / "jupyter_server_config.py").write_text(f'''"""A student's server (written by `python -m hub`)."""
+from unet_hub.page_policy import configured_policy
+
 c = get_config()  # noqa: F821
+# No inline script but the pages' own static ones, by hash (issue #30).
+c.ServerApp.tornado_settings = {{"headers": {{"Content-Security-Policy": configured_policy()}}}}
 c.ServerApp.jpserver_extensions = {{
     # Loaded by unet_hub.assignment_list, which gives its messages in plain words.
     "nbgrader.server_extensions.assignment_list": False,
@@ -206,10 +212,12 @@ c.ServerApp.jpserver_extensions = {{
 }}
 {news_off}''')
     (grader / "jupyter_server_config.py").write_text(f'''"""The course service, formgrader (by python -m hub)."""
+from unet_hub.page_policy import configured_policy
+
 c = get_config()  # noqa: F821
-# JupyterHub 4.1+ forbids framing by default, and formgrader lives in a frame
-# of JupyterLab: without this its panel stays blank (nbgrader issue #1870).
-c.ServerApp.tornado_settings = {{"headers": {{"Content-Security-Policy": "frame-ancestors 'self'"}}}}
+# No inline script but the pages' own static ones, by hash (issue #30); frame-ancestors 'self' in it:
+# formgrader lives in a frame of JupyterLab (JupyterHub 4.1+ forbids framing, nbgrader issue #1870).
+c.ServerApp.tornado_settings = {{"headers": {{"Content-Security-Policy": configured_policy()}}}}
 # Formgrader's pages escape the names an LMS sends and run only their own scripts (issue #30).
 c.ServerApp.jpserver_extensions = {{"unet_hub.formgrader_guard": True}}
 {news_off}''')
@@ -350,14 +358,22 @@ def nbgrader_as_grader(layout: HubLayout, *args: str, timeout: float = 900):
                            timeout=timeout)
 
 
-def release(layout: HubLayout, force: bool = False) -> bool:
-    """Enrol the roster in the gradebook and release the assignment unless already released."""
+def release(layout: HubLayout, force: bool = False) -> list[str]:
+    """Enrol the roster in the gradebook and release the assignment and the companion lab, each unless already
+    released (``force``: both again); the names of those released now.
+
+    The lab is generated with ``--no-db``: it never enters the gradebook, so nothing grades it, and
+    ``unet_hub.exchange`` refuses its submission (``c.PrivateSubmit.ungraded``).
+    """
     nbgrader_as_grader(layout, "db", "student", "import", "roster.csv")
-    if (layout.exchange / layout.course_id / "outbound" / ASSIGNMENT).is_dir() and not force:
-        return False
-    nbgrader_as_grader(layout, "generate_assignment", ASSIGNMENT, "--force")
-    nbgrader_as_grader(layout, "release_assignment", ASSIGNMENT, "--force")
-    return True
+    released = []
+    for assignment, options in [(ASSIGNMENT, []), (LAB, ["--no-db"])]:
+        if (layout.exchange / layout.course_id / "outbound" / assignment).is_dir() and not force:
+            continue
+        nbgrader_as_grader(layout, "generate_assignment", assignment, "--force", *options)
+        nbgrader_as_grader(layout, "release_assignment", assignment, "--force")
+        released.append(assignment)
+    return released
 
 
 def setup(layout: HubLayout, data: Path) -> dict[str, str]:
@@ -374,7 +390,8 @@ def setup(layout: HubLayout, data: Path) -> dict[str, str]:
     make_course(layout)
     make_exchange(layout)
     released = release(layout)
-    print(f"  {ASSIGNMENT}: {'released' if released else 'already released'}")
+    for assignment in (ASSIGNMENT, LAB):
+        print(f"  {assignment}: {'released' if assignment in released else 'already released'}")
     if layout.lms:
         from hub.lms.hub_setup import set_up_lms
 

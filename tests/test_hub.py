@@ -16,6 +16,7 @@ import pwd
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +165,9 @@ def student_work(page, hub, who: str, code: dict[str, str], submissions: int) ->
     log_in(page, hub, user)
     open_assignments(page)
     assert page.get_by_text("Jupyter news").count() == 0  # the news pop-up is off
-    page.locator("#released_assignments_list .list_item button", has_text="Fetch").click()
+    # The companion lab is released beside it: fetch the assignment's row.
+    page.locator("#released_assignments_list .list_item", has_text=ASSIGNMENT).get_by_role(
+        "button", name="Fetch").click()
     page.locator("#fetched_assignments_list .list_item").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / f"{who}_fetched.png"))
     report = fill_in_and_validate(page, hub, user, code, f"{who}_validate.png")
@@ -193,7 +196,8 @@ def open_formgrader(page, hub) -> str:
     log_in(page, hub, name(hub, "teacher"))
     page.goto(f"{hub.url}/services/{COURSE}/lab")
     page.get_by_role("menuitem", name="Nbgrader").click(timeout=180_000)
-    page.get_by_text("Formgrader", exact=True).click()
+    # The menu's entry: the course service's Lab may restore a Formgrader tab opened before.
+    page.locator("#jp-mainmenu-nbgrader").get_by_text("Formgrader", exact=True).click()
     frame = page.frame_locator("iframe").first
     frame.get_by_text("Manage Assignments").first.wait_for(timeout=60_000)
     frame.get_by_text(ASSIGNMENT).first.wait_for(timeout=60_000)
@@ -581,3 +585,121 @@ def test_stopping_and_starting_again_loses_nothing(hub, small_data, carol_submit
     statuses = {a["status"] for a in listing["value"]}
     assert "submitted" in statuses and "fetched" in statuses, listing
     assert (Path(f"/home/{carol}") / ASSIGNMENT / f"{NOTEBOOK}.ipynb").exists()
+
+
+# -- every page under a content security policy (issue #30) ------------------------------------------------------
+
+WATCH = """document.addEventListener("securitypolicyviolation",
+  e => (window.__csp = window.__csp || []).push(e.violatedDirective + " " + (e.sample || e.blockedURI)));"""
+INJECTED = "<script>window.__pwned = 1</script><img src=x onerror='window.__pwned = 2'>"
+
+
+def visit(page, url: str, seen: dict) -> None:
+    """Open ``url``; note its policy, the violations the page reported, and whether an injected script ran."""
+    response = page.goto(url)
+    page.wait_for_load_state("networkidle")
+    seen[url] = {"status": response.status if response else None,
+                 "csp": response.headers.get("content-security-policy", "") if response else "",
+                 "violations": page.evaluate("window.__csp || []"), "pwned": page.evaluate("window.__pwned || 0")}
+
+
+def inject_into(page, pattern: str, keep_policy: bool = True) -> None:
+    """Answer requests matching ``pattern`` with the server's own response plus ``INJECTED`` in its body, as a
+    value put unescaped into a template would be; without ``keep_policy`` the response loses its policy."""
+    def handle(route):
+        response = route.fetch()
+        headers = {k: v for k, v in response.headers.items()
+                   if keep_policy or k.lower() != "content-security-policy"}
+        route.fulfill(response=response, headers=headers, body=response.text().replace("<body", INJECTED + "<body", 1))
+    page.route(pattern, handle)
+
+
+def watched_page(browser, refused: list[str]):
+    """A page in a context of its own that notes every policy violation (also of pages it leaves, and frames)."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.add_init_script(WATCH)
+    page.on("console", lambda message: refused.append(f"{page.url}: {message.text[:200]}")
+            if "Content Security Policy" in message.text else None)
+    return page
+
+
+def test_hub_and_lab_pages_run_only_their_own_scripts(hub):
+    """Login, the spawn and its pending page, home (stop, start), token, an error page, a student's Lab, the
+    course service's Lab and formgrader all work under the policies, and refuse a script put into the page."""
+    from playwright.sync_api import sync_playwright
+
+    eve = name(hub, "eve")
+    seen: dict[str, dict] = {}
+    refused: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = watched_page(browser, refused)
+            visit(page, f"{hub.url}/hub/login", seen)
+            log_in(page, hub, eve)  # the login form, the spawn (and its pending page on a slow start), JupyterLab
+            for path in ("/hub/home", "/hub/token", "/hub/no-such-page"):
+                visit(page, hub.url + path, seen)
+            # The token page's script asks the API for a token; home's stops the server, and Start spawns it again.
+            page.goto(f"{hub.url}/hub/token")
+            page.get_by_role("button", name="Request new API token").click()
+            page.locator("#token-area").wait_for(state="visible", timeout=30_000)
+            page.goto(f"{hub.url}/hub/home")
+            page.locator("#stop").click()
+            page.locator("#stop").wait_for(state="hidden", timeout=120_000)
+            page.locator("#start").click()
+            page.wait_for_url("**/lab**", timeout=180_000)
+            page.get_by_role("menuitem", name="Nbgrader").wait_for(timeout=180_000)
+            page.screenshot(path=str(ARTIFACTS / "pages_lab.png"))
+            # The instructor: the course service's Lab, and formgrader in its frame.
+            teacher = watched_page(browser, refused)
+            formgrader = open_formgrader(teacher, hub)
+            frames = [frame.evaluate("window.__csp || []") for frame in teacher.frames if "formgrader" in frame.url]
+            before_injection = list(refused)
+            # A script put into a page's HTML runs nowhere: the hub's home, eve's Lab.
+            inject_into(page, "**/hub/home")
+            inject_into(page, f"**/user/{eve}/lab")
+            page.goto(f"{hub.url}/hub/home")
+            page.wait_for_load_state("networkidle")
+            injected = {"home": page.evaluate("window.__pwned || 0"), "home_seen": page.evaluate("window.__csp || []")}
+            page.goto(f"{hub.url}/user/{eve}/lab")
+            page.get_by_role("menuitem", name="Nbgrader").wait_for(timeout=180_000)
+            injected |= {"lab": page.evaluate("window.__pwned || 0"), "lab_seen": page.evaluate("window.__csp || []")}
+            # The control: the same injection without the policy runs (so the test would notice).
+            control = browser.new_context().new_page()
+            inject_into(control, "**/hub/login", keep_policy=False)
+            control.goto(f"{hub.url}/hub/login")
+            control.wait_for_load_state("networkidle")
+            injected["control"] = control.evaluate("window.__pwned || 0")
+        finally:
+            browser.close()
+    for where, what in seen.items():
+        print(f"{where}: {what['status']} {what['violations'][:5]}")
+    print(f"refused before the injection: {before_injection}\ninjected: {injected}\nformgrader's frame: {frames}")
+    assert before_injection == [] and all(what["violations"] == [] for what in seen.values())
+    assert frames == [[]], frames  # formgrader's own (nonce) policy, in the course service's Lab
+    for path in ("/hub/login", "/hub/home", "/hub/token", "/hub/no-such-page"):
+        csp = seen[hub.url + path]["csp"]
+        assert "script-src 'self' 'nonce-" in csp and "unsafe-inline" not in csp.split("style-src")[0], (path, csp)
+    assert seen[hub.url + "/hub/no-such-page"]["status"] == 404
+    assert injected["control"] in (1, 2)
+    assert injected["home"] == 0 and injected["lab"] == 0, injected
+    for where in ("home_seen", "lab_seen"):
+        assert any(v.startswith("script-src-elem") for v in injected[where]), injected
+        assert any(v.startswith("script-src-attr") for v in injected[where]), injected
+    assert ASSIGNMENT in formgrader  # formgrader's own scripts filled its table
+
+
+def test_the_companion_lab_is_released_and_a_submission_of_it_is_refused(hub):
+    dave = name(hub, "dave")
+    fetched = hub.nbgrader_as(dave, "fetch_assignment", "unet_lab")
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    notebook = Path(f"/home/{dave}/unet_lab/skip_connections.ipynb")
+    text = notebook.read_text()
+    assert "BEGIN SOLUTION" not in text and "skip" in text  # released as students get it: no model answers
+    submitted = hub.nbgrader_as(dave, "submit", "unet_lab")
+    assert submitted.returncode != 0
+    assert "unet_lab is practice that is never graded, so there is nothing to submit" in submitted.stdout + \
+        submitted.stderr
+    assert not list((hub.layout.exchange / COURSE / "inbound").glob(f"{dave}+unet_lab+*"))
+    with sqlite3.connect(hub.layout.course / "gradebook.db") as gradebook:
+        assert ("unet_lab",) not in gradebook.execute("select name from assignment").fetchall()

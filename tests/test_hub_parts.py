@@ -136,3 +136,49 @@ def test_set_up_again_renews_the_modules_beside_the_notebooks_and_keeps_the_inst
     lab_link = course / "notebooks" / "unet_lab" / "carla_data.py"
     assert lab_link.readlink() == Path("../unet_segmentation/carla_data.py")
     assert (course / "grade_on_submit.json").read_text() == "the instructor's policy"
+
+
+def test_release_puts_out_the_assignment_and_the_ungraded_lab_each_once(tmp_path, monkeypatch):
+    """What set-up and `python -m hub release` ask nbgrader (as the grader account) to do."""
+    from hub import provision
+
+    layout = HubLayout(state=tmp_path, env=tmp_path / "env")
+    outbound = layout.exchange / layout.course_id / "outbound"
+    calls: list[tuple[str, ...]] = []
+
+    def nbgrader(_layout, *args, timeout=900):
+        calls.append(args)
+        if args[0] == "release_assignment":
+            (outbound / args[1]).mkdir(parents=True)
+
+    monkeypatch.setattr(provision, "nbgrader_as_grader", nbgrader)
+    assert provision.release(layout) == ["unet_segmentation", "unet_lab"]
+    assert calls == [("db", "student", "import", "roster.csv"),
+                     ("generate_assignment", "unet_segmentation", "--force"),
+                     ("release_assignment", "unet_segmentation", "--force"),
+                     # Never in the gradebook: nothing grades it.
+                     ("generate_assignment", "unet_lab", "--force", "--no-db"),
+                     ("release_assignment", "unet_lab", "--force")]
+    calls.clear()
+    assert provision.release(layout) == []  # a second set-up leaves both as released
+    assert calls == [("db", "student", "import", "roster.csv")]
+    calls.clear()
+    for name in ("unet_segmentation", "unet_lab"):
+        (outbound / name).rmdir()
+    assert provision.release(layout, force=True) == ["unet_segmentation", "unet_lab"]
+
+
+def test_a_submission_of_the_ungraded_lab_is_refused_before_anything_is_copied():
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange.abc.exchange import ExchangeError
+    from traitlets.config import Config
+
+    from hub.student.exchange import PrivateSubmit
+
+    config = Config()
+    config.PrivateSubmit.ungraded = ["unet_lab"]
+    config.CourseDirectory.assignment_id = "unet_lab"
+    submit = PrivateSubmit(coursedir=CourseDirectory(config=config), config=config)
+    with pytest.raises(ExchangeError, match="unet_lab is practice that is never graded, so there is nothing to "
+                                            "submit"):
+        submit.init_dest()

@@ -16,7 +16,10 @@ and nonce cookies) and callback, and changes four things:
   the launch from another site, where a browser withholds any other cookie;
 - a verified launch sets the person up (``hub.lms.provision``) and sends a
   student to the assignment's notebook in JupyterLab and a grader to
-  formgrader.
+  formgrader;
+- a grader role lasts ``grader_launch_hours`` after the launch that gave it
+  (``hub.lms.grader_launches``): then the person loses the graders' group
+  until they launch again, and the LMS says again what they are.
 
 It also serves the tool's public key at ``/hub/lti13/jwks`` and a Canvas
 JSON configuration at ``/hub/lti13/config`` (docs/lms.md).
@@ -37,11 +40,12 @@ from ltiauthenticator.lti13.auth import LTI13Authenticator
 from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInitHandler
 from ltiauthenticator.utils import convert_request_to_dict
 from tornado.web import HTTPError
-from traitlets import Unicode
+from traitlets import Float, Unicode
 
 from hub.accounts import AccountError
 from hub.layout import ASSIGNMENT, HubLayout
 from hub.lms import roles
+from hub.lms.grader_launches import GraderLaunches, groups_after_refresh
 from hub.lms.key_sets import KeySets
 from hub.lms.keys import ensure_tool_key
 from hub.lms.launch import Launch, LaunchRefused, LaunchVerifier, authentication_request
@@ -155,12 +159,15 @@ class CourseLTI13Authenticator(LTI13Authenticator):
     login_handler = LoginHandler
     callback_handler = CallbackHandler
     state_folder = Unicode(help="The hub's state folder (hub.json, lms/)").tag(config=True)
+    grader_launch_hours = Float(8.0, help="Hours a grader role lasts after the launch that gave it; then the "
+                                          "person must launch again from the LMS to grade").tag(config=True)
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.layout = HubLayout.load(Path(self.state_folder))
         self.tool_key = ensure_tool_key(self.layout.lms_dir / "tool-key.pem")
         self.nonces = NonceStore(self.layout.lms_dir / "nonces.sqlite")
+        self.grader_launches = GraderLaunches(self.layout.lms_dir / "grader_launches.sqlite")
         self.key_sets = KeySets()
         self._verifier: tuple[float, LaunchVerifier] | None = None
         self._next: dict[str, str] = {}
@@ -192,8 +199,22 @@ class CourseLTI13Authenticator(LTI13Authenticator):
             self.log.error("setting up %s %s failed: %s", launch.issuer, launch.sub, error)
             raise HTTPError(500, "Your account on the hub could not be set up; your instructor can see why in "
                                  "the hub's log.") from None
+        await asyncio.to_thread(self.grader_launches.record, person.account, launch.role == roles.GRADER)
         self._next[person.account] = self._destination(person, launch)
         return {"name": person.account, "groups": person.groups(self.layout)}
+
+    async def refresh_user(self, user, handler=None) -> bool | dict[str, Any]:
+        """JupyterHub's periodic re-check: a grader whose grader launch is too old loses the graders' group."""
+        groups = {group.name for group in user.groups}
+        if self.layout.instructors_group not in groups:
+            return True
+        age = await asyncio.to_thread(self.grader_launches.age, user.name)
+        kept = groups_after_refresh(groups, self.layout.instructors_group, age, self.grader_launch_hours * 3600)
+        if kept is None:
+            return True
+        self.log.warning("%s: last launched as a grader %s; grading again needs a new launch from the LMS",
+                         user.name, "never" if age is None else f"{age / 3600:.1f} hours ago")
+        return {"name": user.name, "groups": kept}
 
     def _destination(self, person: Provisioned, launch: Launch) -> str:
         if launch.role == roles.GRADER:

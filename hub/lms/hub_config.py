@@ -49,6 +49,7 @@ def lms_service(hub: HubLayout) -> dict[str, Any]:
 def configure_lms(c: Any, hub: HubLayout) -> None:
     c.JupyterHub.authenticator_class = "hub.lms.authenticator.CourseLTI13Authenticator"
     c.CourseLTI13Authenticator.state_folder = str(hub.state)
+    c.CourseLTI13Authenticator.grader_launch_hours = hub.lms_grader_hours
     c.LTI13Authenticator.uri_scheme = "https"
     # The LMS decides who may launch; each launch sets the person's hub groups from their roles.
     c.Authenticator.allow_all = True

@@ -55,6 +55,7 @@ from nbgrader.exchange.default.release_assignment import ExchangeReleaseAssignme
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import check_directory, get_username
+from traitlets import List, Unicode
 
 from .submission_copy import (
     CopyRules,
@@ -89,7 +90,13 @@ class ProvisionedRoot:
 class PrivateSubmit(ProvisionedRoot, ExchangeSubmit):
     """A submission only its owner and the course's graders can read, under the submitter's own name."""
 
+    ungraded = List(Unicode(), help="Assignments released for practice and never graded (the companion lab): "
+                                    "a submission of one is refused, with the reason.").tag(config=True)
+
     def init_dest(self) -> None:
+        if self.coursedir.assignment_id in self.ungraded:
+            self.fail(f"Not submitted: {self.coursedir.assignment_id} is practice that is never graded, so there is "
+                      "nothing to submit. Your work stays in your own folder; submit the graded assignment as usual.")
         own = get_username()
         if self.coursedir.student_id not in ("*", "", own):
             self.fail(f"You are logged in as {own!r}; you can only submit as yourself, "
