@@ -28,6 +28,7 @@ from nbgrader.api import Gradebook
 from grader.course import ASSIGNMENT, NOTEBOOK, ROOT
 from grader.dev.examples import fill, solutions_for
 from grader.dev.scratch_course import Course
+from grader.student_side import ASSIGNMENT_DIR
 from hub.grade_on_submit.queue import open_engine
 from hub.grade_on_submit.regrade_store import APPLIED, APPLYING, PREVIEWED, RegradeRecords
 from hub.grade_on_submit.settings import QUEUE_FILE
@@ -84,14 +85,14 @@ def course(tmp_path_factory, small_data):
         submit(course, student)
     course.nbgrader("autograde", ASSIGNMENT, "--force")
     course.nbgrader("generate_feedback", ASSIGNMENT, "--force")
-    # The course's checks are the repository's modules (nbgrader_config.py puts the repository first on
+    # The course's checks are the assignment folder's modules (grader/student_side.py puts it first on
     # sys.path), which this test must not edit: every process of the changed course loads the changed copy
     # as ``spec_checks`` when Python starts, so a regrade's fresh grading process judges with it.
     changed = tmp_path_factory.mktemp("changed")
-    (changed / "changed_spec_checks.py").write_text((ROOT / "spec_checks.py").read_text() + LENIENT)
+    (changed / "changed_spec_checks.py").write_text((ASSIGNMENT_DIR / "spec_checks.py").read_text() + LENIENT)
     (changed / "sitecustomize.py").write_text(
         "import importlib.util, sys\n"
-        f"sys.path.append({str(ROOT)!r})\n"
+        f"sys.path.append({str(ASSIGNMENT_DIR)!r})\n"
         f"spec = importlib.util.spec_from_file_location('spec_checks', {str(changed / 'changed_spec_checks.py')!r})\n"
         "sys.modules['spec_checks'] = module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n")
