@@ -12,6 +12,7 @@ from hub.grade_on_submit.page_parts import HardenedPage
 
 if TYPE_CHECKING:
     from hub.grade_on_submit.inbox import Inbox
+    from hub.grade_on_submit.queue import Queue
     from hub.grade_on_submit.settings import Settings
 
 
@@ -28,6 +29,9 @@ class PagesService(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
+
+    @property
+    def queue(self) -> Queue: ...
 
     @property
     def prefix(self) -> str: ...
