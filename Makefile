@@ -36,12 +36,13 @@ demo: data sandbox-deps
 
 # Everything but the hub suites (marked hub), which make unix accounts and run a real JupyterHub
 # (about 14 minutes more, root and `make hub-deps`): `make test-hub` runs them, and CI runs both;
-# nor the companion lab's run (marked lab, `make test-lab`, which CI runs after `make test`).
+# nor the companion lab's run (marked lab, `make test-lab`, which the GitHub workflow runs after `make test`).
 test: lint
 	$(DELEGATED) $(BIN)/python -m pytest -m "not hub and not lab" --durations=15
 
 # The companion lab (notebooks/unet_lab/) run end to end on the synthetic set, and the margin by
-# which skip connections win on the thin classes there (the lab's own run: 5 to 10 minutes on 2 cores; CI runs it).
+# which skip connections win on the thin classes there (the lab's own run: 5 to 10 minutes on 2 cores; the GitHub
+# workflow runs it).
 test-lab: $(STAMP)
 	$(BIN)/python -m pytest -m lab --durations=5
 
