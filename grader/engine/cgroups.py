@@ -163,9 +163,9 @@ class KernelGroup:
 def _remove_folder(folder: Path) -> None:
     """Remove one group folder, killing what its own ``cgroup.procs`` still lists, for up to REMOVE_SECONDS.
 
-    A hierarchy can go on listing a process for a while after another one let
-    it go (cgroup v1's memory hierarchy, while a killed process gives back
-    gigabytes on a busy machine): until then the folder refuses to go.
+    A folder whose hierarchy still lists a process (one still exiting, or one
+    that hierarchy holds a moment longer than the one ``kill_all`` watched)
+    refuses to go; on a busy machine that can last longer than a second.
     """
     deadline = time.monotonic() + REMOVE_SECONDS
     pause = 0.02
