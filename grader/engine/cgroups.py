@@ -144,11 +144,7 @@ class KernelGroup:
             time.sleep(0.1)
 
     def _kill(self, pids: list[int]) -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_each(pids)
 
     def remove(self) -> None:
         """Kill what is left, then remove the group's folders."""
@@ -158,6 +154,14 @@ class KernelGroup:
         for lock in self.locks:
             release(lock)
         self.locks = []
+
+
+def _kill_each(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _remove_folder(folder: Path) -> None:
@@ -178,11 +182,7 @@ def _remove_folder(folder: Path) -> None:
         except OSError:
             if time.monotonic() > deadline:
                 return  # left for sweep_groups: its lock is released below, so the next grader removes it
-        for pid in _read(folder / "cgroup.procs").split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        _kill_each([int(pid) for pid in _read(folder / "cgroup.procs").split()])
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
 
