@@ -385,3 +385,38 @@ def test_only_graded_submissions_whose_feedback_is_held_wait_for_release(queue):
     assert held.student == "bob"
     queue.mark_released([held.id])
     assert queue.unreleased() == []
+
+
+def test_held_feedback_is_released_after_each_students_own_due_date(queue, tmp_path):
+    """An extension keeps that student's feedback back; the others' is released one by one meanwhile."""
+    from datetime import timedelta
+
+    from hub.grade_on_submit.extensions import record, recorded_dates
+    from hub.grade_on_submit.release_due import releases_due
+
+    for student in ("ann", "bob", "cat"):
+        queue.add(folder(student, "t1"), student, "hw", "t1", None)
+        finish(queue, queue.claim("w", 30), state=GRADED, score=80.0, max_score=100.0, show="nothing")
+    ids = {r.student: r.id for r in queue.unreleased()}
+    due = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    record(tmp_path, "hw", "bob", due + timedelta(days=2), by="prof")
+    record(tmp_path, "hw", "cat", due + timedelta(hours=1), by="prof")
+    own = recorded_dates(tmp_path)
+    assert own == {"hw": {"bob": due + timedelta(days=2), "cat": due + timedelta(hours=1)}}
+
+    def at(moment: datetime) -> list[tuple[str | None, tuple[int, ...]]]:
+        return [(r.student, r.ids) for r in releases_due(queue.unreleased(), lambda a: due, own, moment)]
+
+    assert at(due - timedelta(seconds=1)) == []
+    assert at(due) == [("ann", (ids["ann"],))]  # cat's and bob's own due dates are later
+    [ann] = releases_due(queue.unreleased(), lambda a: due, own, due)
+    assert ann.command()[-4:] == ["release_feedback", "hw", "--student", "ann"]
+    queue.mark_released(list(ann.ids))
+    assert at(due + timedelta(hours=1)) == [("cat", (ids["cat"],))]  # bob still waits: nobody else's at once
+    queue.mark_released([ids["cat"]])
+    # Once nobody's own due date is still to come, one nbgrader call releases the assignment.
+    [everyone] = releases_due(queue.unreleased(), lambda a: due, own, due + timedelta(days=2))
+    assert (everyone.student, everyone.ids) == (None, (ids["bob"],))
+    assert everyone.command()[-2:] == ["release_feedback", "hw"]
+    # No due date at all: the feedback waits for the instructor's own release.
+    assert releases_due(queue.unreleased(), lambda a: None, {}, due) == []

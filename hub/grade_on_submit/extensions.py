@@ -74,6 +74,19 @@ def recorded(course_root: Path, assignment: str, student: str) -> dict | None:
     return data.get(assignment, {}).get(student)
 
 
+def recorded_dates(course_root: Path) -> dict[str, dict[str, datetime]]:
+    """Every recorded due date, by assignment and student, read in one go (an ExtensionError if unreadable)."""
+    path = Path(course_root) / FILE_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as error:
+        raise ExtensionError(f"{path} cannot be read ({error}); fix or remove it") from None
+    return {assignment: {student: _utc(datetime.fromisoformat(entry["due"])) for student, entry in entries.items()}
+            for assignment, entries in data.items()}
+
+
 def record(course_root: Path, assignment: str, student: str, due: datetime | None, by: str,
            now: datetime | None = None) -> bool:
     """Record ``due`` as the due date of ``student`` (None: the assignment's again); whether anything changed.

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from hub.grade_on_submit import extensions, views
@@ -28,6 +28,7 @@ from hub.grade_on_submit.pipeline import due_date
 from hub.grade_on_submit.policy import PolicyFile
 from hub.grade_on_submit.queue import GRADING, QUEUED, Queue, open_engine
 from hub.grade_on_submit.regrade_store import RegradeTasks
+from hub.grade_on_submit.release_due import Release, releases_due
 from hub.grade_on_submit.settings import Settings
 from hub.grade_on_submit.worker import MACHINE_PROBLEM
 
@@ -134,33 +135,37 @@ class GradingService:
                 env=self.worker_environment())
 
     def release_after_due(self) -> None:
-        """Release the feedback held back until the due date, once it has passed (``nbgrader release_feedback``).
+        """Release the feedback held back until the due date, once the student's own has passed (``release_due``).
 
         Runs outside the event loop; after a failure it waits ``RELEASE_RETRY_SECONDS`` before trying again.
         """
         if self._releasing or time.monotonic() < self._next_release:
             return
-        waiting: dict[str, list[int]] = {}
-        for row in self.queue.unreleased():
-            waiting.setdefault(row.assignment, []).append(row.id)
-        due_now = {a: ids for a, ids in waiting.items()
-                   if (due := self.due(a)) is not None and datetime.now(due.tzinfo) >= due}
+        try:
+            own = extensions.recorded_dates(self.settings.course_root)
+        except extensions.ExtensionError as error:
+            # Without the students' own due dates, releasing by the assignment's could show an extended
+            # student's feedback too early: nothing is released until the file is fixed.
+            log.error("feedback held until the due date is not released: %s", error)
+            self._next_release = time.monotonic() + RELEASE_RETRY_SECONDS
+            return
+        due_now = releases_due(self.queue.unreleased(), self.due, own, datetime.now(UTC))
         if due_now:
             from tornado.ioloop import IOLoop
 
             self._releasing = True
             IOLoop.current().run_in_executor(None, self._release, due_now)
 
-    def _release(self, due_now: dict[str, list[int]]) -> None:
+    def _release(self, due_now: list[Release]) -> None:
         try:
-            for assignment, ids in due_now.items():
-                result = subprocess.run([sys.executable, "-m", "nbgrader", "release_feedback", assignment],
-                                        cwd=self.settings.course_root, env=self.worker_environment(),
-                                        capture_output=True, text=True, timeout=600)
+            for release in due_now:
+                result = subprocess.run(release.command(), cwd=self.settings.course_root,
+                                        env=self.worker_environment(), capture_output=True, text=True, timeout=600)
                 if result.returncode == 0:
-                    self.queue.mark_released(ids)
+                    self.queue.mark_released(list(release.ids))
                 else:
-                    log.error("releasing the feedback of %s failed: %s", assignment, result.stderr[-2000:])
+                    log.error("releasing the feedback of %s (%s) failed: %s", release.assignment,
+                              release.student or "everyone", result.stderr[-2000:])
                     self._next_release = time.monotonic() + RELEASE_RETRY_SECONDS
         finally:
             self._releasing = False
