@@ -499,6 +499,58 @@ def test_a_late_score_reaches_the_lms_after_its_penalty_and_an_extension_moves_i
     assert len([p for p in platform.score_posts if p["course"] == course.id]) == 3
 
 
+def test_the_submission_time_goes_with_the_score_and_a_new_one_is_posted_once(course, platform):
+    course.student("Ada", "Lovelace")
+    course.grade("Ada", 80)
+    submitted = datetime(2026, 12, 1, 11, 59, 30, 250000)
+    with Gradebook(course.gradebook) as gb:
+        gb.find_submission(ASSIGNMENT, course.accounts["Ada"]).timestamp = submitted
+        gb.db.commit()
+    course.drain()
+    [post] = [p for p in platform.score_posts if p["course"] == course.id]
+    # Not the time of the post (``timestamp``, when the score changed here): when she submitted.
+    assert post["submission"] == {"submittedAt": "2026-12-01T11:59:30.250000+00:00"}
+    assert post["timestamp"] != post["submission"]["submittedAt"]
+    course.drain()
+    assert len([p for p in platform.score_posts if p["course"] == course.id]) == 1
+    # She submits again and gets the same score: the LMS is told the new time, once.
+    with Gradebook(course.gradebook) as gb:
+        gb.find_submission(ASSIGNMENT, course.accounts["Ada"]).timestamp = submitted + timedelta(hours=2)
+        gb.db.commit()
+    course.drain()
+    course.drain()
+    posts = [p for p in platform.score_posts if p["course"] == course.id]
+    assert [(p["scoreGiven"], p["submission"]["submittedAt"]) for p in posts[1:]] == [
+        (80, "2026-12-01T13:59:30.250000+00:00")]
+
+
+def test_scores_posted_before_the_submission_time_was_sent_are_not_posted_again_for_it(course, platform):
+    """An outbox from before the ``submitted_at`` column: the column is added and nothing is posted twice."""
+    from sqlalchemy import text
+
+    course.student("Ada", "Lovelace")
+    course.grade("Ada", 80)
+    with Gradebook(course.gradebook) as gb:
+        gb.find_submission(ASSIGNMENT, course.accounts["Ada"]).timestamp = datetime(2026, 12, 1, 11)
+        gb.db.commit()
+    course.drain()
+    with course.engine.begin() as db:
+        db.execute(text("ALTER TABLE lms_outbox DROP COLUMN submitted_at"))
+    course.engine.dispose()
+    course.engine = lms_engine(f"sqlite:///{course.folder / 'grade_on_submit' / 'queue.sqlite'}")
+    course.outbox = Outbox(course.engine, max_backoff=0.5)
+    course.reconciler = Reconciler(course.engine, course.outbox, course.gradebook,
+                                   course.folder / "grade_on_submit.json", settle=0, binding=course.binding)
+    [row] = course.outbox.rows((POSTED,))
+    assert row.submitted_at is None
+    course.drain()
+    assert len([p for p in platform.score_posts if p["course"] == course.id]) == 1
+    course.grade("Ada", 90)
+    course.drain()
+    last = [p for p in platform.score_posts if p["course"] == course.id][-1]
+    assert last["scoreGiven"] == 90 and "submittedAt" in last["submission"]
+
+
 def test_a_regrade_applied_posts_each_moved_score_once_and_nothing_for_the_others(course, platform):
     """Apply's switch of the gradebook (the notebook's run and feedback are test_regrade_course's), resumed once."""
     from hub.grade_on_submit.queue import Queue

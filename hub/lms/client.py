@@ -169,6 +169,8 @@ class LmsClient:
                  .set_score_maximum(score["scoreMaximum"]))
         if score.get("scoreGiven") is not None:
             grade.set_score_given(score["scoreGiven"])
+        if score.get("submission", {}).get("submittedAt"):
+            grade.set_submitted_at(score["submission"]["submittedAt"])
         self._call(ags.put_grade, grade)
 
     def members(self, memberships_url: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,10 +52,20 @@ class Score:
     score_maximum: float
     activity_progress: str
     grading_progress: str
+    # When the submission that counts was made (ISO 8601), or None where the gradebook has no time.
+    submitted_at: str | None = None
+
+    def already(self, posted: Score) -> bool:
+        """Whether ``posted`` (the last score of the same key) already tells the LMS this.
+
+        A score posted before the submission time was sent (``submitted_at`` None) is not posted again for it.
+        """
+        return posted == self or (posted.submitted_at is None and replace(posted, submitted_at=self.submitted_at)
+                                  == self)
 
 
 def score_of(row: Any) -> Score:
-    return Score(row.score_given, row.score_maximum, row.activity_progress, row.grading_progress)
+    return Score(row.score_given, row.score_maximum, row.activity_progress, row.grading_progress, row.submitted_at)
 
 
 class Outbox:
@@ -84,6 +94,7 @@ class Outbox:
                 issuer=key.issuer, context_id=key.context_id, account=key.account, assignment=key.assignment,
                 score_given=score.score_given, score_maximum=score.score_maximum,
                 activity_progress=score.activity_progress, grading_progress=score.grading_progress,
+                submitted_at=score.submitted_at,
                 timestamp=stamp.isoformat(timespec="microseconds"), state=PENDING, attempts=0, next_attempt=now,
                 created_at=now)).inserted_primary_key
             assert inserted is not None

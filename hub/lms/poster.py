@@ -70,7 +70,8 @@ class Poster:
             client.post_score(url, scopes, {
                 "userId": person[1], "timestamp": row.timestamp, "scoreGiven": row.score_given,
                 "scoreMaximum": row.score_maximum, "activityProgress": row.activity_progress,
-                "gradingProgress": row.grading_progress})
+                "gradingProgress": row.grading_progress,
+                **({"submission": {"submittedAt": row.submitted_at}} if row.submitted_at else {})})
         except Retry as error:
             log.warning("score %s for %s: %s; trying again later", row.id, row.account, error)
             self.outbox.retry(row, worker, str(error), error.after)

@@ -13,7 +13,11 @@ What is posted, for each assignment with a submission in the gradebook:
 page shows it) and ``scoreMaximum`` in points; ``gradingProgress``
 ``FullyGraded``, or ``PendingManual`` while a grader still has cells to
 grade; ``activityProgress`` ``Submitted`` until the due date (a student may
-submit again) and ``Completed`` after it.  With the policy ``show: nothing``
+submit again) and ``Completed`` after it; and ``submission.submittedAt``,
+the time of the submission that counts (nbgrader's timestamp of it), so
+that the LMS shows when the student submitted rather than when the score was
+posted (a regrade or an extension posts days later).  A new submission time
+is posted even when the score stays.  With the policy ``show: nothing``
 the LMS gets nothing until the due date.  nbgrader keeps the latest
 submission of each student, so the latest submission counts.
 """
@@ -74,7 +78,8 @@ def read_gradebook(gradebook_url: str) -> list[GradebookScore]:
 def wanted(entry: GradebookScore, now: datetime) -> Score:
     past_due = entry.due is not None and now >= entry.due
     return Score(entry.score, entry.max_score, "Completed" if past_due else "Submitted",
-                 "PendingManual" if entry.needs_manual_grade else "FullyGraded")
+                 "PendingManual" if entry.needs_manual_grade else "FullyGraded",
+                 entry.submitted.isoformat(timespec="microseconds") if entry.submitted else None)
 
 
 class Reconciler:
@@ -122,7 +127,7 @@ class Reconciler:
             for issuer, context in targets.get(entry.account, []):
                 key = Key(issuer, context, entry.account, entry.assignment)
                 last = self.outbox.last(key)
-                if last is not None and score_of(last) == score:
+                if last is not None and score.already(score_of(last)):
                     self._seen.pop(key, None)
                     continue
                 seen, since = self._seen.get(key, (None, now))

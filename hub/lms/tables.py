@@ -89,6 +89,8 @@ outbox = Table(
     Column("grading_progress", String(32), nullable=False),
     # The score's timestamp (ISO 8601), fixed when the row is made: a retried post is the same post.
     Column("timestamp", String(40), nullable=False),
+    # When the submission that counts was made (ISO 8601): AGS's optional ``submission.submittedAt``.
+    Column("submitted_at", String(40)),
     Column("state", String(16), nullable=False, index=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt", Float, nullable=False),
@@ -104,4 +106,22 @@ def lms_engine(url: str) -> Engine:
     """The grading queue's engine (its SQLite settings), with the LMS's tables made if missing."""
     engine = open_engine(url)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added since a deployment's tables were made (create_all makes only missing tables)."""
+    from sqlalchemy import inspect, text
+
+    from sqlalchemy.exc import DBAPIError
+
+    if "submitted_at" in {c["name"] for c in inspect(engine).get_columns(outbox.name)}:
+        return
+    try:
+        with engine.begin() as db:
+            db.execute(text(f"ALTER TABLE {outbox.name} ADD COLUMN submitted_at VARCHAR(40)"))
+    except DBAPIError:
+        # Another process of the hub added it first.
+        if "submitted_at" not in {c["name"] for c in inspect(engine).get_columns(outbox.name)}:
+            raise
