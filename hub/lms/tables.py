@@ -8,8 +8,9 @@ and the unix account they got.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from hub.grade_on_submit.queue import open_engine
 
@@ -112,10 +113,6 @@ def lms_engine(url: str) -> Engine:
 
 def _add_missing_columns(engine: Engine) -> None:
     """Columns added since a deployment's tables were made (create_all makes only missing tables)."""
-    from sqlalchemy import inspect, text
-
-    from sqlalchemy.exc import DBAPIError
-
     if "submitted_at" in {c["name"] for c in inspect(engine).get_columns(outbox.name)}:
         return
     try:
