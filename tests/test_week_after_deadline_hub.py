@@ -6,7 +6,8 @@ students launch from the LMS and submit through the hub's exchange: Ben on
 time with the skip-connection bug (70), Cal an hour-begun late with the
 reference (100 - 10% = 90), Dee after the assignment's due date but within
 the extension the instructor granted her first with the ``grant`` command
-(70, no penalty).  The instructor changes a hidden check in the hub's
+(70, no penalty).  Feedback is held until the due date: the service
+releases Ben's and Cal's, and Dee's waits for her own.  The instructor changes a hidden check in the hub's
 course copy to accept any skip connection; the ``regrade`` command's
 preview lists exactly Ben and Dee and changes nothing; applied, the LMS's
 gradebook gets Ben's and Dee's new scores once each and nothing new for
@@ -64,7 +65,8 @@ if MISSING and not os.environ.get("CI"):
 
 ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "week_after_deadline"
 LATE = {"percent": 10, "per": "hour"}
-POLICY = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0, "late": LATE}}
+# Feedback is held until the student's own due date (the score is shown at once).
+POLICY = {ASSIGNMENT: {"grade_on_submit": True, "show": "score", "per_hour": 0, "late": LATE}}
 LEASE = 10.0
 CHECKS = "notebooks/unet_segmentation/spec_checks.py"
 
@@ -81,8 +83,8 @@ def lms():
     platform.add_course(COURSE, "Biology 101")
     platform.add_link(COURSE, "unet", "U-Net segmentation")
     platform.people = {}
-    for given, family, role in [("Tess", "Teacher", "Instructor"), ("Ben", "Ontime", "Learner"),
-                                ("Cal", "Late", "Learner"), ("Dee", "Extended", "Learner")]:
+    for given, family, role in [("Ben", "Ontime", "Learner"), ("Cal", "Late", "Learner"),
+                                ("Dee", "Extended", "Learner")]:
         platform.people[given] = platform.enrol(COURSE, new_person(given, family, role=role))
     yield platform
     platform.stop()
@@ -108,8 +110,6 @@ def hub(small_data, lms):
         base = f"{running.url}/hub"
         lms.register_tool(f"{base}/lti13/oauth_login", f"{base}/lti13/oauth_callback", base,
                           jwks_url=f"{base}/lti13/jwks")
-        # The instructor's first launch: the LMS offers grade passback (AGS) with it.
-        assert HttpLaunch(running, lms, "Tess").post().status_code == 302
         yield running
 
 
@@ -229,6 +229,13 @@ def test_students_submit_on_time_late_and_with_an_extension(hub, lms):
         assert gb.find_submission(ASSIGNMENT, dee).late_submission_penalty in (None, 0)
         assert gb.find_submission(ASSIGNMENT, dee).extension is not None
     assert graded_row(hub, cal).score == 90 and graded_row(hub, dee).score == 70
+    # Ben's feedback, held while the assignment had no due date, is released by the service once it passed;
+    # Cal's (late) was released as she was graded; Dee's waits for her own due date.
+    deadline = time.monotonic() + 90
+    while not graded_row(hub, ben).released:
+        assert time.monotonic() < deadline, "Ben's held feedback was not released after the due date"
+        time.sleep(1)
+    assert graded_row(hub, cal).released and not graded_row(hub, dee).released
     # Ben's 70 was posted as "Submitted" before the due date, and once more as "Completed" once it passed.
     deadline = time.monotonic() + 60
     while len(posts_of(lms, "Ben")) < 2:
