@@ -14,6 +14,7 @@ import pwd
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from grader.engine import cgroups
@@ -54,6 +55,21 @@ def ensure_user(name: str, tag: str, groups: list[str] | None = None) -> pwd.str
     return entry
 
 
+def _end_processes(name: str, wait: float = 10.0) -> None:
+    """Kill whatever ``name`` still runs outside its server's group.
+
+    A service the hub started as the account outlives a hub that was killed;
+    userdel leaves such a process running, and the next account given the same
+    uid would own it.
+    """
+    deadline = time.monotonic() + wait
+    # pkill succeeds while it still finds one; a killed process's entry may linger until its parent reaps it.
+    while subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True).returncode == 0:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+
+
 def remove_user(name: str, tag: str) -> bool:
     """Delete account ``name`` and its home if it carries ``tag``; return whether it was removed.
 
@@ -62,6 +78,7 @@ def remove_user(name: str, tag: str) -> bool:
     if tag_of(name) != tag:
         return False
     cgroups.remove_named_group(group_name(name))
+    _end_processes(name)
     homes.release_home(Path(pwd.getpwnam(name).pw_dir))
     # --force: a server that has not quite stopped yet must not leave the account behind.
     result = subprocess.run(["userdel", "--force", "--remove", name], capture_output=True, text=True)

@@ -264,6 +264,9 @@ def running_hub(data: Path, students: list[str], visitors: list[str], validate_s
     finally:
         if process is not None:
             _stop(running.process if running else process)
+        # A hub that had to be killed leaves its proxy (root's) running; the accounts' processes go with them.
+        subprocess.run(["pkill", "-KILL", "-f", f"configurable-http-proxy .*--api-port {layout.proxy_api_port}( |$)"],
+                       capture_output=True)
         if artifacts is not None and log.exists():
             artifacts.mkdir(parents=True, exist_ok=True)
             shutil.copy(log, artifacts / "jupyterhub.log")
