@@ -28,6 +28,9 @@ from grader.engine.grading import CourseSetup, GradingResult
 from grader.tools.grades import scores
 from tests.fault_corpus import FULL
 
+# Serial: small budgets on purpose, which a busy neighbour on the machine would eat into.
+pytestmark = pytest.mark.serial
+
 SLEEPERS = 12
 BUDGET, CELL_LIMIT = 60, 15
 # Room for the replay after a stuck cell (a sandbox, TensorFlow's import, the cells) on a loaded machine.

@@ -120,3 +120,10 @@ def test_the_students_requirements_resolve_for_each_platform(uv, name, tmp_path)
     for package, pinned in chosen(environment).items():
         got = resolved.get(canonicalize_name(package))
         assert got == pinned, f"{name}: {package} resolved to {got}, not {pinned}"
+
+
+def test_reading_a_notebook_builds_no_iri_parsers():
+    """The Makefile drops rfc3987-syntax, whose import costs every nbgrader command 2 s of CPU."""
+    code = "import sys, nbformat, nbgrader.apps; print('rfc3987_syntax' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", "rfc3987-syntax is installed: `make venv` uninstalls it"

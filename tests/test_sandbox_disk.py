@@ -151,6 +151,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# Serial: its sweep, with no grace period, would take the groups any other test on the machine leaves.
+@pytest.mark.serial
 def test_a_killed_graders_kernel_group_is_removed_with_its_processes_and_a_live_ones_kept(tmp_path, monkeypatch):
     try:
         check_limits_available()

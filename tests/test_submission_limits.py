@@ -29,7 +29,9 @@ from grader.engine.sandbox import check_limits_available
 from grader.tools.grades import scores
 from tests.fault_corpus import CONV, FULL, UNET, UP
 
-pytestmark = pytest.mark.slow
+# Serial: it compares every kernel control group on the machine before and after, and its CPU hogs must burn
+# their seconds in time, which a busy neighbour would steal.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 # Marks every process a hostile cell starts, so that survivors can be found: an extra
 # argument to Python, and the number of seconds `sleep` sleeps.
