@@ -42,8 +42,8 @@ demo: data sandbox-deps
 	$(DELEGATED) $(BIN)/python -m grader.dev.demo
 
 # Everything but the hub suites (marked hub), which make unix accounts and run a real JupyterHub
-# (about 14 minutes more, root and `make hub-deps`): `make test-hub` runs them, and CI runs both;
-# nor the companion lab's run (marked lab, `make test-lab`, which the GitHub workflow runs after `make test`).
+# (root and `make hub-deps`; `make test-hub`), and the companion lab's run (marked lab, `make test-lab`).
+# CI runs all three.
 # Two workers run the test files side by side (pytest-xdist, a file per worker at a time): a grading waits
 # on one core most of the time, so one worker leaves a 2-core machine half idle.  The tests marked serial
 # look at the whole machine (every control group, process or kernel template) or time themselves, so they
@@ -54,8 +54,7 @@ test: lint
 	$(DELEGATED) $(BIN)/python -m pytest -m "serial and not hub and not lab" --durations=5
 
 # The companion lab (notebooks/unet_lab/) run end to end on the synthetic set, and the margin by
-# which skip connections win on the thin classes there (the lab's own run: 5 to 10 minutes on 2 cores; the GitHub
-# workflow runs it).
+# which skip connections win on the thin classes there (the lab's own run: 5 to 10 minutes on 2 cores).
 test-lab: $(STAMP)
 	$(BIN)/python -m pytest -m lab --durations=5
 
