@@ -55,19 +55,21 @@ def ensure_user(name: str, tag: str, groups: list[str] | None = None) -> pwd.str
     return entry
 
 
-def _end_processes(name: str, wait: float = 10.0) -> None:
-    """Kill whatever ``name`` still runs outside its server's group.
+def end_processes(name: str, wait: float = 10.0) -> bool:
+    """Kill whatever ``name`` still runs; whether there was anything.
 
-    A service the hub started as the account outlives a hub that was killed;
-    userdel leaves such a process running, and the next account given the same
-    uid would own it.
+    A service the hub started as the account outlives a hub that was killed:
+    it holds its port, so the next hub's copy cannot start, and userdel leaves
+    it running, owned by the next account given the same uid.
     """
-    deadline = time.monotonic() + wait
+    deadline, found = time.monotonic() + wait, False
     # pkill succeeds while it still finds one; a killed process's entry may linger until its parent reaps it.
     while subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True).returncode == 0:
+        found = True
         if time.monotonic() > deadline:
-            return
+            break
         time.sleep(0.1)
+    return found
 
 
 def remove_user(name: str, tag: str) -> bool:
@@ -78,7 +80,7 @@ def remove_user(name: str, tag: str) -> bool:
     if tag_of(name) != tag:
         return False
     cgroups.remove_named_group(group_name(name))
-    _end_processes(name)
+    end_processes(name)
     homes.release_home(Path(pwd.getpwnam(name).pw_dir))
     # --force: a server that has not quite stopped yet must not leave the account behind.
     result = subprocess.run(["userdel", "--force", "--remove", name], capture_output=True, text=True)

@@ -384,6 +384,10 @@ def setup(layout: HubLayout, data: Path) -> dict[str, str]:
     print(f"Setting up the course hub in {layout.state}")
     protect_repository(layout)
     make_accounts(layout)
+    # The course's services run as the grader account.  Those of a hub that was killed before it stopped
+    # them still hold their ports, and this hub's would fail to start (a restart after a hung shutdown).
+    if accounts.end_processes(layout.grader):
+        print(f"  stopped what {layout.grader} still ran from a previous hub")
     make_state(layout, data)
     layout.save()
     write_config(layout)
