@@ -13,6 +13,7 @@ import pytest
 
 from carla_synth import generate
 from grader.course import reference_namespace
+from hub.accounts import end_processes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -59,8 +60,7 @@ def user() -> Iterator[str]:
     finally:
         left = _processes_of(name, wait=15.0)
         if left:
-            subprocess.run(["pkill", "-KILL", "-u", name], check=False)
-            _processes_of(name, wait=5.0)
+            end_processes(name, wait=5.0)
         subprocess.run(["userdel", name], check=True)
         assert not left, f"processes of the throw-away user {name} outlived the test by 15 s: {left}"
 

@@ -177,6 +177,18 @@ def posts_of(lms, given: str) -> list[float]:
     return [p["scoreGiven"] for p in lms.score_posts if p["userId"] == lms.people[given].sub]
 
 
+def assert_first_posts(lms) -> None:
+    """What the LMS has before any regrade: Ben's 70 posted as "Submitted" before the due date and once more as
+    "Completed" once it passed, Cal's 90 and Dee's 70 once each."""
+    deadline = time.monotonic() + 60
+    while len(posts_of(lms, "Ben")) < 2:
+        assert time.monotonic() < deadline, lms.score_posts
+        time.sleep(0.5)
+    assert [p["activityProgress"] for p in lms.score_posts if p["userId"] == lms.people["Ben"].sub] == [
+        "Submitted", "Completed"]
+    assert {g: posts_of(lms, g) for g in ("Ben", "Cal", "Dee")} == {"Ben": [70, 70], "Cal": [90], "Dee": [70]}
+
+
 def graded_row(hub, account: str):
     from hub.grade_on_submit.queue import Queue
 
@@ -236,14 +248,7 @@ def test_students_submit_on_time_late_and_with_an_extension(hub, lms):
         assert time.monotonic() < deadline, "Ben's held feedback was not released after the due date"
         time.sleep(1)
     assert graded_row(hub, cal).released and not graded_row(hub, dee).released
-    # Ben's 70 was posted as "Submitted" before the due date, and once more as "Completed" once it passed.
-    deadline = time.monotonic() + 60
-    while len(posts_of(lms, "Ben")) < 2:
-        assert time.monotonic() < deadline, lms.score_posts
-        time.sleep(0.5)
-    assert [p["activityProgress"] for p in lms.score_posts if p["userId"] == lms.people["Ben"].sub] == [
-        "Submitted", "Completed"]
-    assert {g: posts_of(lms, g) for g in ("Ben", "Cal", "Dee")} == {"Ben": [70, 70], "Cal": [90], "Dee": [70]}
+    assert_first_posts(lms)
 
 
 def test_a_changed_check_is_previewed_then_applied_and_the_lms_gets_each_change_once(hub, lms):
@@ -261,14 +266,7 @@ def test_a_changed_check_is_previewed_then_applied_and_the_lms_gets_each_change_
     assert previewed[cal].new["total"] == previewed[cal].old["total"] == 90
     # Nothing has reached anyone yet.
     time.sleep(5)  # the LMS service reconciles every 2 s
-    # Ben's 70 was posted as "Submitted" before the due date, and once more as "Completed" once it passed.
-    deadline = time.monotonic() + 60
-    while len(posts_of(lms, "Ben")) < 2:
-        assert time.monotonic() < deadline, lms.score_posts
-        time.sleep(0.5)
-    assert [p["activityProgress"] for p in lms.score_posts if p["userId"] == lms.people["Ben"].sub] == [
-        "Submitted", "Completed"]
-    assert {g: posts_of(lms, g) for g in ("Ben", "Cal", "Dee")} == {"Ben": [70, 70], "Cal": [90], "Dee": [70]}
+    assert_first_posts(lms)
     assert total(hub, ben) == 70
     as_instructor(hub, "regrade", "apply", str(regrade_id))
     applied = wait_for_rows(hub, regrade_id, APPLY_DONE)
