@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import functional_checks
-from grader.engine import specification
+from grader.engine import specification, verdict_memo
 from probe import collect
 from spec_checks import (
     SIGNATURES,
@@ -79,6 +79,14 @@ class Evidence:
     data: dict
     _models: dict = field(default_factory=dict)
     _differences: dict = field(default_factory=dict)
+    _digest: list = field(default_factory=list)
+
+    @property
+    def digest(self) -> str | None:
+        """SHA-256 of the evidence's canonical JSON, equal for identical evidence only (``verdict_memo.digest``)."""
+        if not self._digest:
+            self._digest.append(verdict_memo.digest(self.data))
+        return self._digest[0]
 
     def function(self, name: str) -> dict:
         return self.data.get("functions", {}).get(name, {"defined": False})
@@ -327,19 +335,33 @@ def probe_request(seconds_per_call: float = 20.0) -> dict:
     }
 
 
-def judge(grade_id: str, evidence: Evidence) -> str:
-    """Judge one graded cell: its success message, or ``CheckFailed`` saying what is wrong."""
+def judge(grade_id: str, evidence: Evidence, memo: bool = False) -> str:
+    """Judge one graded cell: its success message, or ``CheckFailed`` saying what is wrong.
+
+    With ``memo``, evidence identical to some judged before in this process
+    gets that verdict again without the work (``verdict_memo``): grading
+    passes it; code that changes the checks in place must not.
+    """
     check = CHECKS[grade_id]
     check_function(check.function, evidence.function(check.function))
+    digest = evidence.digest if memo else None
+    remembered = verdict_memo.recall(grade_id, check, digest)
+    if remembered is not None:
+        passed, message = remembered
+        if not passed:
+            raise CheckFailed(message)
+        return message
     try:
         check.judge(evidence)
-    except CheckFailed:
+    except CheckFailed as err:
+        verdict_memo.remember(grade_id, check, digest, (False, str(err)))
         raise
     except Exception as err:  # noqa: BLE001 - evidence of an unexpected shape is a failed check, not a crash
         summary_line = (check.judge.__doc__ or grade_id).strip().splitlines()[0].rstrip(".")
         raise CheckFailed(
             f"{summary_line}: the grader could not read your model ({type(err).__name__}: {err})."
         ) from None
+    verdict_memo.remember(grade_id, check, digest, (True, check.success))
     return check.success
 
 

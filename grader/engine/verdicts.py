@@ -193,7 +193,7 @@ def _verdict(function: str, grade_id: str, evidence: Evidence | None, record: Ru
                        "outside the function. A graded function may only use its arguments (and imported "
                        "names): the grader calls it with other arguments.")
     try:
-        return True, judge(grade_id, evidence)
+        return True, judge(grade_id, evidence, memo=True)
     except CheckFailed as err:
         blanks = code.blanks(function) if "your code raised" in str(err) else ""
         return False, f"{err}{blanks}{note}"
