@@ -135,9 +135,19 @@ def run_lab(args, data: Path) -> dict:
 def run_on_submit(args, data: Path) -> dict:
     from bench.on_submit import on_submit, report
 
-    r = on_submit(data, args.burst, args.burst_window, args.idle, min(args.naive, args.burst), args.workers)
-    report(r, verdict)
-    return r
+    runs = {}
+    for label in args.template.split(","):
+        if label not in ("on", "off"):
+            raise SystemExit(f"--template takes on, off or on,off, not {label!r}")
+        print(f"  -- kernel template {label}", flush=True)
+        runs[label] = on_submit(data, args.burst, args.burst_window, args.idle, min(args.naive, args.burst),
+                                args.workers, template=label == "on")
+        report(runs[label], verdict)
+    if len(runs) == 2:
+        on, off = runs["on"], runs["off"]
+        print(f"  template on against off: idle p50 {on['idle']['p50']:.1f} s against {off['idle']['p50']:.1f} s, "
+              f"burst drained in {on['burst']['drain']:.0f} s against {off['burst']['drain']:.0f} s")
+    return runs
 
 
 def run_template(args, data: Path) -> dict:
@@ -161,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--idle", type=int, default=8, help="submissions timed one at a time (on_submit)")
     parser.add_argument("--naive", type=int, default=100,
                         help="burst students also graded the cron way (fewer: the rest is extrapolated)")
+    parser.add_argument("--template", default="on,off",
+                        help="grading on submit with the kernel template on, off, or both in turn (on_submit)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
     args = parser.parse_args(argv)
 

@@ -13,7 +13,11 @@
   four nbgrader commands (collect, autograde, generate_feedback,
   release_feedback) for one student after another, as the grader account.
   With ``--naive N`` below ``--burst`` only the first N students are graded
-  that way, and the drain time is extrapolated (and said to be).
+  that way, and the drain time is extrapolated (and said to be); ``--naive 0``
+  leaves it out;
+- ``--template on,off`` (the default) does all of it twice, on a fresh hub
+  each time: kernels forked from the grading workers' kernel templates, then
+  each kernel started cold (issue 31's comparison, in the same run).
 
 A submission is made as nbgrader's submit leaves it: a folder in the
 exchange's inbound, owned by the student, its ``timestamp.txt`` written
@@ -106,13 +110,21 @@ def naive(hub, students: list[str]) -> list[float]:
     return seconds
 
 
-def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int, workers: int) -> dict:
+# Issue 31's targets for grading on submit with the kernel template (time to feedback, seconds).
+TEMPLATE_IDLE_P50 = 2.5
+TEMPLATE_BURST_P95 = 120
+TEMPLATE_DRAIN_PER_100 = 150
+
+
+def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int, workers: int,
+              template: bool = True) -> dict:
     from tests.hub_harness import running_hub
 
     policy = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0}}
     students = [f"s{i:03d}" for i in range(burst)]
-    results: dict = {"workers": workers, "cores": os.cpu_count()}
-    with running_hub(data, students=students, visitors=[], policy=policy, grading_workers=workers) as hub:
+    results: dict = {"workers": workers, "cores": os.cpu_count(), "template": template}
+    with running_hub(data, students=students, visitors=[], policy=policy, grading_workers=workers,
+                     kernel_template=template) as hub:
         # What the students fetched: the hub's own release, not this repository's (which may be stale or absent).
         release = nbformat.read(hub.layout.exchange / COURSE_ID / "outbound" / ASSIGNMENT / f"{NOTEBOOK}.ipynb",
                                 as_version=4)
@@ -142,6 +154,9 @@ def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int
         results["burst"] = summary(rows, arrived)
         results["burst"]["drain"] = max(r.finished_at for r in rows) - start
         results["burst"]["window"] = window
+        log = hub.log_text()
+        results["kernels"] = {"forked": log.count("Kernel template started"),
+                              "cold": log.count("Kernel template not used")}
         chosen = accounts[:naive_count]
         results["naive"] = {"students": len(chosen), "seconds": naive(hub, chosen)}
     return results
@@ -158,7 +173,9 @@ def _wait_for_workers(hub, timeout: float = 180) -> None:
 
 def report(r: dict, verdict) -> None:
     idle, burst, naive_run = r["idle"], r["burst"], r["naive"]
-    print(f"  {r['workers']} workers on {r['cores']} cores")
+    kernels = r["kernels"]
+    print(f"  kernel template {'on' if r['template'] else 'off'}: {kernels['forked']} templates started, "
+          f"{kernels['cold']} kernels logged as started cold instead; {r['workers']} workers on {r['cores']} cores")
     print(f"  idle ({idle['count']} submissions, one at a time): time to feedback p50 {idle['p50']:.1f} s, "
           f"p95 {idle['p95']:.1f} s, max {idle['max']:.1f} s")
     p50, p95 = idle["p50"], idle["p95"]
@@ -171,6 +188,15 @@ def report(r: dict, verdict) -> None:
     drained = burst["drain"]
     print(f"    drained <= {target:.0f} s: {verdict(drained <= target, f'{drained:.0f} s')}")
     print_phases(burst["phases"])
+    if r["template"]:
+        burst_p95 = burst["p95"]
+        drain_target = TEMPLATE_DRAIN_PER_100 * burst["count"] / 100
+        print(f"    with the template (issue 31): idle p50 <= {TEMPLATE_IDLE_P50} s: "
+              f"{verdict(p50 <= TEMPLATE_IDLE_P50, f'{p50:.1f} s')}; burst p95 <= {TEMPLATE_BURST_P95} s: "
+              f"{verdict(burst_p95 <= TEMPLATE_BURST_P95, f'{burst_p95:.0f} s')}; drained <= "
+              f"{drain_target:.0f} s: {verdict(drained <= drain_target, f'{drained:.0f} s')}")
+    if not naive_run["students"]:
+        return
     per_student = statistics.mean(naive_run["seconds"])
     drain = per_student * burst["count"]
     how = "measured" if naive_run["students"] == burst["count"] else (

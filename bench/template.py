@@ -2,7 +2,9 @@
 
 Figures: one cold ``import tensorflow`` (the yardstick), one ``nbgrader
 autograde`` of the same class with ``UNET_KERNEL_TEMPLATE=1`` and ``=0`` (per
-submission), whether the scores agree, and the template's memory.
+submission), whether the scores agree, the template's memory, and what N
+workers of ``grader.tools.autograde_class`` hold together at their peak with
+the template on and off.
 """
 
 from __future__ import annotations
@@ -71,6 +73,61 @@ def class_on_off(data: Path, size: int) -> dict:
             "on_per_submission": seconds["on"] / size, "off_per_submission": seconds["off"] / size}
 
 
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it, found by each process's parent in /proc/PID/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # ended while we looked
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _tree_pss_kib(root: int) -> int:
+    """Proportional set size of ``root`` and all its descendants (shared pages counted once overall)."""
+    total = 0
+    for pid in _descendants(root):
+        try:
+            total += _memory_kib(pid)["pss"]
+        except (OSError, KeyError):
+            continue  # ended, or a kernel thread without memory
+    return total
+
+
+def workers_memory(data: Path, workers: int, template: bool) -> dict:
+    """Peak memory of ``autograde_class --workers N`` grading 2N submissions: the run's whole process tree.
+
+    Sampled every 0.2 s while it grades: the workers, their templates and
+    kernels (forked or cold), the pool's parent.  Proportional set sizes, so
+    pages a template shares with its kernels count once.
+    """
+    from bench.grading import _new_course
+
+    students = {f"student{i:03d}": "reference" for i in range(2 * workers)}
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        course = _new_course(Path(tmp), "memory", data, students)
+        env = {**course.env, "UNET_KERNEL_TEMPLATE": "1" if template else "0"}
+        command = [sys.executable, "-m", "grader.tools.autograde_class", "--course", str(course.root),
+                   "--db", course.db_url, "--workers", str(workers)]
+        peak = 0
+        with subprocess.Popen(command, cwd=course.root.parent, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) as process:
+            while process.poll() is None:
+                peak = max(peak, _tree_pss_kib(process.pid))
+                time.sleep(0.2)
+        if process.returncode != 0:
+            raise RuntimeError(f"autograde_class --workers {workers} failed with status {process.returncode}")
+    return {"workers": workers, "template": template, "peak_pss_kib": peak}
+
+
 def run(data: Path, size: int, verdict) -> dict:
     """Measure and print the figures."""
     tf_import = cold_import_seconds()
@@ -87,4 +144,12 @@ def run(data: Path, size: int, verdict) -> dict:
     ratio = r["on_per_submission"] / tf_import
     print(f"  <= {TARGET_IMPORTS} cold imports per submission: "
           f"{verdict(ratio <= TARGET_IMPORTS, f'{ratio:.2f}')}")
-    return {**r, "tf_import": tf_import, "template_memory_kib": memory, "imports_per_submission": ratio}
+    together = []
+    for workers in (1, 2):
+        for on in (True, False):
+            together.append(workers_memory(data, workers, on))
+            peak = together[-1]["peak_pss_kib"] / 1024
+            print(f"  {workers} worker(s), template {'on' if on else 'off'}: peak {peak:.0f} MiB for the whole "
+                  "run (workers, templates, kernels; proportional set size)", flush=True)
+    return {**r, "tf_import": tf_import, "template_memory_kib": memory, "imports_per_submission": ratio,
+            "workers_memory": together}

@@ -40,6 +40,8 @@ class HubLayout:
     grading_lease: float = 30.0
     # The workers as tasks on this Dask scheduler (or local:N) instead of processes beside the service.
     grading_dask: str = ""
+    # Kernels forked from one kernel template per grading process (docs/grading.md); False starts each cold.
+    kernel_template: bool = True
     # The course in an LMS (hub/lms, docs/lms.md): LTI 1.3 login from the LMS instead of the demo passwords,
     # the roster and grades synced by the LMS service on lms_port.
     lms: bool = False

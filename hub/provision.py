@@ -348,6 +348,7 @@ def grader_env(layout: HubLayout) -> dict[str, str]:
         "JUPYTER_CONFIG_PATH": layout.config_path("grader"),
         "CARLA_DATA_DIR": str(layout.data),
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        "UNET_KERNEL_TEMPLATE": "1" if layout.kernel_template else "0",
     }
 
 
