@@ -66,6 +66,8 @@ c.Autograde.autograde_preprocessors = [
 # The late policy (grade_on_submit.json, "late") and per-student due dates (due_dates.json, extensions)
 # are in the course folder: see hub/grade_on_submit/late_policy.py and extensions.py.
 c.AssignCoursePenalties.plugin_class = "hub.grade_on_submit.late_plugin.CoursePenalty"
+# nbconvert's HTML page, its templates compiled once per process (grading on submit makes one page per submission).
+c.GenerateFeedback.exporter_class = "grader.engine.feedback_page.FeedbackExporter"
 # The feedback page says when the submission came, the due date that applied and the penalty.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

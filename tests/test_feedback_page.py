@@ -1,0 +1,68 @@
+"""The feedback page's exporter compiles each template once per process, and an edited template afresh."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from grader.engine import feedback_page
+from grader.engine.feedback_page import FeedbackExporter, InMemoryBytecode
+
+
+@pytest.fixture
+def compiled(monkeypatch) -> list[str]:
+    """A cache of this test's own, and the name of every template Jinja compiles from source."""
+    monkeypatch.setattr(feedback_page, "COMPILED", InMemoryBytecode())
+    names: list[str] = []
+    original = jinja2.Environment.compile
+
+    def counting(self, source, name=None, filename=None, raw=False, defer_init=False):
+        names.append(str(name))
+        return original(self, source, name, filename, raw, defer_init)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    return names
+
+
+_CELL = new_code_cell("print(1 + 1)", outputs=[new_output("stream", name="stdout", text="2\n")])
+# Written once: each new cell gets a random id, and the page shows it.
+NOTEBOOK = nbformat.writes(new_notebook(cells=[new_markdown_cell("# Feedback"), _CELL]))
+
+
+def notebook() -> nbformat.NotebookNode:
+    return nbformat.reads(NOTEBOOK, as_version=4)
+
+
+def without_ids(html: str) -> str:
+    """The page without the random ids nbconvert's templates draw (uuid4) on every render."""
+    return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "ID", html)
+
+
+def test_a_second_exporter_compiles_nothing_and_makes_the_same_page(compiled):
+    first, _ = FeedbackExporter().from_notebook_node(notebook())
+    assert compiled, "the first page compiled no template"
+    count = len(compiled)
+    second, _ = FeedbackExporter().from_notebook_node(notebook())
+    assert len(compiled) == count, compiled[count:]
+    assert without_ids(second) == without_ids(first)
+    assert "print" in first and "Feedback" in first
+
+
+def test_an_edited_template_is_compiled_again(tmp_path: Path, compiled):
+    folder = tmp_path / "templates" / "page"
+    folder.mkdir(parents=True)
+    (folder / "conf.json").write_text('{"base_template": "base", "mimetypes": {"text/html": true}}')
+    (folder / "index.html.j2").write_text("first version: {{ nb.cells | length }} cells")
+
+    def page() -> str:
+        exporter = FeedbackExporter(template_name="page", extra_template_basedirs=[str(tmp_path / "templates")])
+        return exporter.from_notebook_node(notebook())[0]
+
+    assert "first version: 2 cells" in page()
+    (folder / "index.html.j2").write_text("second version: {{ nb.cells | length }} cells")
+    assert "second version: 2 cells" in page()
