@@ -9,6 +9,8 @@
   to drain the queue;
 - per phase (queued, collect, sandbox start, run, evidence, checks, feedback)
   for both;
+- Validate: the time to its answer for a finished notebook, pressed three
+  times by one student between the two;
 - the naive way for the same burst, after it: what a cron script does, the
   four nbgrader commands (collect, autograde, generate_feedback,
   release_feedback) for one student after another, as the grader account.
@@ -140,6 +142,7 @@ def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int
             arrived[folder] = at
             idle_rows += wait_for(queue, {folder}, 300)
         results["idle"] = summary(idle_rows, arrived)
+        results["validate"] = validate_seconds(hub, students[-1], good)
         # The burst: every student once, at random moments within the window.
         rng = random.Random(7)
         moments = sorted(rng.uniform(0, window) for _ in accounts)
@@ -162,6 +165,31 @@ def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int
     return results
 
 
+def validate_seconds(hub, student: str, notebook: str, runs: int = 3) -> list[float]:
+    """Time to Validate's answer for a finished notebook, pressed ``runs`` times by ``student`` on the hub.
+
+    Validate runs in the student's own server (its kernel is an ordinary
+    kernel there, started cold; the grading service's templates are not
+    used), so the first press also waits for that server to start.
+    """
+    from tests.test_hub import assignment_action
+
+    session = hub.login(hub.layout.account(student))
+    assert assignment_action(session, "fetch")["success"]
+    path = f"{ASSIGNMENT}/{NOTEBOOK}.ipynb"
+    saved = session.server("PUT", f"api/contents/{path}", json={"type": "notebook",
+                                                                 "content": nbformat.reads(notebook, as_version=4)})
+    assert saved.status_code in (200, 201), saved.text
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        answer = session.server("POST", "assignments/validate", data={"path": path}, timeout=400)
+        seconds.append(time.perf_counter() - started)
+        if answer.status_code != 200 or not answer.json().get("success"):
+            raise RuntimeError(f"Validate did not answer: {answer.status_code} {answer.text[:300]}")
+    return seconds
+
+
 def _wait_for_workers(hub, timeout: float = 180) -> None:
     """The workers import TensorFlow when the service starts: the idle figures start once they are ready."""
     deadline = time.monotonic() + timeout
@@ -181,6 +209,8 @@ def report(r: dict, verdict) -> None:
     p50, p95 = idle["p50"], idle["p95"]
     print(f"    p50 <= 10 s: {verdict(p50 <= 10, f'{p50:.1f} s')}; p95 <= 30 s: {verdict(p95 <= 30, f'{p95:.1f} s')}")
     print_phases(idle["phases"])
+    print("  Validate on the hub (the student's own server, a cold kernel): "
+          + ", ".join(f"{t:.1f}" for t in r["validate"]) + " s")
     print(f"  burst ({burst['count']} students within {burst['window']:.0f} s): drained in {burst['drain']:.0f} s; "
           f"time to feedback p50 {burst['p50']:.0f} s, p95 {burst['p95']:.0f} s, max {burst['max']:.0f} s; "
           f"outcomes {', '.join(burst['states'])}")

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grader.course import ASSIGNMENT
+from grader.course import ASSIGNMENT, ROOT
 
 # The per-submission target: at most this many cold imports of TensorFlow.
 TARGET_IMPORTS = 1.2
@@ -118,13 +118,15 @@ def workers_memory(data: Path, workers: int, template: bool) -> dict:
         command = [sys.executable, "-m", "grader.tools.autograde_class", "--course", str(course.root),
                    "--db", course.db_url, "--workers", str(workers)]
         peak = 0
-        with subprocess.Popen(command, cwd=course.root.parent, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) as process:
+        errors = Path(tmp) / "stderr.txt"
+        with errors.open("w") as stderr, subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                          stderr=stderr) as process:
             while process.poll() is None:
                 peak = max(peak, _tree_pss_kib(process.pid))
                 time.sleep(0.2)
         if process.returncode != 0:
-            raise RuntimeError(f"autograde_class --workers {workers} failed with status {process.returncode}")
+            raise RuntimeError(f"autograde_class --workers {workers} failed with status {process.returncode}:\n"
+                               f"{errors.read_text()[-3000:]}")
     return {"workers": workers, "template": template, "peak_pss_kib": peak}
 
 

@@ -180,6 +180,26 @@ def test_a_student_sees_her_submission_graded_within_seconds_and_only_hers(hub):
     print(f"ann: from Submit to her grade on the page in {to_feedback:.1f} s; states seen {seen}")
 
 
+def test_the_workers_kernels_are_forked_from_templates_of_the_grader_account(hub):
+    """The grader account is a normal user in control groups delegated to it: its templates start and are used."""
+    import pwd
+
+    log = hub.log_text()
+    started = [int(pid) for pid in re.findall(r"Kernel template started in [0-9.]+ s \(pid (\d+)\)", log)]
+    assert len(started) >= hub.layout.grading_workers, log[-3000:]
+    assert "Kernel template not used" not in log
+    grader_uid = pwd.getpwnam(hub.layout.grader).pw_uid
+    alive = [pid for pid in started if Path(f"/proc/{pid}").exists()]
+    assert alive, "no template of the grader account is running"
+    for pid in alive:
+        status = Path(f"/proc/{pid}/status").read_text()
+        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        # Inside its user namespace the template may be uid 0; the machine sees the grader account.
+        assert {int(u) for u in uids} == {grader_uid}, status
+        groups = Path(f"/proc/{pid}/cgroup").read_text()
+        assert hub.layout.grader_cgroup in groups, groups
+
+
 def normalised_scores(hub) -> dict[tuple[str, str], float]:
     from nbgrader.api import Gradebook
 
