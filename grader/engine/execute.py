@@ -48,10 +48,12 @@ from grader.engine.private_api.nbclient_api import NotesTimeouts, begin_notebook
 from grader.engine.probe_cell import evidence_parts, is_evidence_message, probe_cell_source
 from grader.engine.record import RESOURCE_KEY, RunRecord
 from grader.engine.sandbox import (
+    SANDBOX_DEFAULT,
     Limits,
     SandboxedKernelManager,
     check_available,
     check_limits_available,
+    find_data,
     ready_template,
 )
 from grader.engine.template import default_on
@@ -124,7 +126,7 @@ def _no_kernel_reason(err: BaseException) -> str:
 class SandboxedExecute(NotesTimeouts, Execute):
     """Run the notebook in a sandbox and collect evidence for the hidden checks."""
 
-    sandbox = Bool(True, help="Run each kernel under bubblewrap. Turn off only for trusted notebooks.").tag(
+    sandbox = Bool(SANDBOX_DEFAULT, help="Run each kernel under bubblewrap. Turn off only for trusted notebooks.").tag(
         config=True)
     grading_budget = Integer(120, help="Seconds for grading one submission: every run of its notebook, the "
                                        "replays and the testing of its functions, together. The cells left when "
@@ -458,13 +460,3 @@ def _cells_before(nb: NotebookNode, index: int) -> NotebookNode:
 
 def _notebook_dir(resources: dict) -> Path:
     return Path(resources.get("metadata", {}).get("path") or ".").resolve()
-
-
-def find_data(notebook_dir: Path) -> Path | None:
-    """The course's data folder, found the way the notebook finds it."""
-    import carla_data
-
-    try:
-        return carla_data.find_data_dir(notebook_dir).resolve()
-    except Exception:  # noqa: BLE001 - no data: the notebook reports it in its own cell
-        return None

@@ -106,8 +106,8 @@ def start_kernel_template(setup: CourseSetup) -> None:
     A grading service calls it once before its first submission, so that the
     first student waits for their own notebook only.
     """
-    from grader.engine.execute import SandboxedExecute, find_data
-    from grader.engine.sandbox import ready_template
+    from grader.engine.execute import SandboxedExecute
+    from grader.engine.sandbox import find_data, ready_template
 
     execute = SandboxedExecute(parent=nbgrader_app(setup))
     if execute.sandbox and execute.template:

@@ -17,6 +17,7 @@ from typing import Any
 from nbgrader.converters.base import NbGraderException
 
 from grader.engine.sandbox import SandboxUnavailable, sweep_leftovers
+from grader.engine.template_early import start_ahead
 
 HEADLINE = "Grading cannot start on this machine; no submission was graded and no grade or file was changed."
 
@@ -41,7 +42,12 @@ def machine_problem(parent: Any = None) -> str | None:
 
 
 def before_first_submission(parent: Any) -> None:
-    """Log the machine's problem and raise ``CannotGrade``, which makes ``nbgrader autograde`` exit with 1."""
+    """Log the machine's problem and raise ``CannotGrade``, which makes ``nbgrader autograde`` exit with 1.
+
+    The kernel template starts first, importing while this process loads the
+    grading steps (``template_early``).
+    """
+    start_ahead(parent)
     problem = machine_problem(parent)
     if problem is not None:
         parent.log.error(problem)

@@ -51,6 +51,7 @@ from grader.engine.template import (
     default_on,
     enter_group,
     forget,
+    start_ahead,
     template_for,
 )
 
@@ -117,6 +118,10 @@ class Limits:
             f"--nofile={self.open_files}",
             "--",
         ]
+
+
+# Whether kernels run under bubblewrap unless the course says otherwise (``SandboxedExecute.sandbox``).
+SANDBOX_DEFAULT = True
 
 
 class SandboxUnavailable(RuntimeError):
@@ -285,6 +290,16 @@ def template_command(data_dir: Path | None) -> list[str]:
     ]
 
 
+def find_data(notebook_dir: Path) -> Path | None:
+    """The course's data folder, found the way the notebook finds it."""
+    import carla_data
+
+    try:
+        return carla_data.find_data_dir(notebook_dir).resolve()
+    except Exception:  # noqa: BLE001 - no data: the notebook reports it in its own cell
+        return None
+
+
 def ready_template(data_dir: Path | None, log: Any) -> None:
     """Have this process's kernel template for ``data_dir`` running (started now if need be).
 
@@ -297,6 +312,11 @@ def ready_template(data_dir: Path | None, log: Any) -> None:
         _template(data_dir, log)
     except TemplateUnavailable:
         pass
+
+
+def start_template_ahead(data_dir: Path | None) -> None:
+    """Start this process's kernel template for ``data_dir`` without waiting: ``ready_template`` takes it over."""
+    start_ahead((str(data_dir),), lambda: template_command(data_dir))
 
 
 def _template(data_dir: Path | None, log: Any) -> KernelTemplate:

@@ -21,6 +21,7 @@ caller starts the kernel cold as before.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import logging
@@ -184,11 +185,19 @@ class KernelTemplate:
             theirs.close()
         self.failed: dict[str, str] = {}
         self.pid = 0
+        self._asked = False
+
+    def ask_for_imports(self) -> None:
+        """Send the imports: the template starts on them at once, and ``wait_ready`` waits for the answer."""
+        if not self._asked:
+            self._asked = True
+            with contextlib.suppress(OSError):  # gone already: wait_ready says why
+                self._channel.send(json.dumps({"imports": self.imports}).encode())
 
     def wait_ready(self, timeout: float = START_SECONDS) -> None:
-        """Send the imports and wait until the template has them; raises ``TemplateUnavailable`` if it dies."""
+        """Have the imports sent and wait until the template has them; raises ``TemplateUnavailable`` if it dies."""
+        self.ask_for_imports()
         try:
-            self._channel.send(json.dumps({"imports": self.imports}).encode())
             if not select.select([self._channel], [], [], timeout)[0]:
                 self.close()
                 raise TemplateUnavailable(f"the template did not finish its imports within {timeout:g} s")
@@ -293,6 +302,8 @@ class KernelTemplate:
 # -- one template per grading process ----------------------------------------------------------
 
 _templates: dict[str, KernelTemplate] = {}
+# Templates started ahead (``start_ahead``), importing while this process does other work; each with when it began.
+_starting: dict[str, tuple[KernelTemplate, float]] = {}
 # Why a template could not start, and when: the kernels after it start cold at once for RETRY_SECONDS
 # rather than each waiting for a template that will not come.
 _failed: dict[str, tuple[float, str]] = {}
@@ -309,18 +320,16 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
     """
     key = json.dumps([fingerprint(), *view])
     with _registry_lock:
-        for old_key, old in list(_templates.items()):
-            if old_key != key or not old.alive():
-                old.close()
-                del _templates[old_key]
+        _drop_others(key)
         template = _templates.get(key)
         if template is None:
             failed_at, why = _failed.get(key, (-RETRY_SECONDS, ""))
             if time.monotonic() - failed_at < RETRY_SECONDS:
                 raise TemplateUnavailable(f"{why} (at most one try every {RETRY_SECONDS:g} s)")
-            started = time.monotonic()
+            pending, started = _starting.pop(key, (None, time.monotonic()))
             try:
-                template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
+                template = pending if pending is not None else KernelTemplate(
+                    command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
                 template.wait_ready()
             except (TemplateUnavailable, OSError) as err:
                 why = str(err) if isinstance(err, TemplateUnavailable) else f"the template did not start ({err})"
@@ -335,12 +344,49 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
         return template
 
 
+def start_ahead(view: tuple[str, ...], command: Callable[[], list[str]]) -> None:
+    """Start this process's template for ``view`` and let it import, without waiting for it.
+
+    The next ``template_for`` of the same view takes it over (and waits for it
+    if it is still importing).  Call it from the thread that will grade: a
+    template ends with the thread that started it (bubblewrap's
+    ``--die-with-parent`` is the kernel's parent-death signal, which follows
+    the starting thread, not the process).  Never raises: where the template
+    cannot start, ``template_for`` finds out and says why.
+    """
+    key = json.dumps([fingerprint(), *view])
+    with _registry_lock:
+        _drop_others(key)
+        failed_at, _ = _failed.get(key, (-RETRY_SECONDS, ""))
+        if key in _templates or key in _starting or time.monotonic() - failed_at < RETRY_SECONDS:
+            return
+        try:
+            template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
+        except (TemplateUnavailable, OSError):
+            return
+        template.ask_for_imports()
+        _starting[key] = (template, time.monotonic())
+
+
+def _drop_others(key: str) -> None:
+    """Close the templates of other keys (an older fingerprint, another view) and dead ones (registry lock held)."""
+    for old_key, old in list(_templates.items()):
+        if old_key != key or not old.alive():
+            old.close()
+            del _templates[old_key]
+    for old_key, (pending, _) in list(_starting.items()):
+        if old_key != key:
+            pending.close()
+            del _starting[old_key]
+
+
 def _drop_inherited() -> None:
     """In a forked copy of a grading process (a worker): the parent's template is not this process's to use."""
     global _registry_lock
-    for inherited in _templates.values():
+    for inherited in [*_templates.values(), *(pending for pending, _ in _starting.values())]:
         inherited._channel.close()  # this copy's descriptor only; the parent keeps its own
     _templates.clear()
+    _starting.clear()
     _failed.clear()
     _registry_lock = threading.Lock()  # another thread may have held it at the fork
 
@@ -365,9 +411,10 @@ def running() -> list[int]:
 
 def close_all() -> None:
     with _registry_lock:
-        for template in _templates.values():
+        for template in [*_templates.values(), *(pending for pending, _ in _starting.values())]:
             template.close()
         _templates.clear()
+        _starting.clear()
         _failed.clear()
 
 
