@@ -350,9 +350,9 @@ def start_ahead(view: tuple[str, ...], command: Callable[[], list[str]]) -> None
     The next ``template_for`` of the same view takes it over (and waits for it
     if it is still importing).  Call it from the thread that will grade: a
     template ends with the thread that started it (bubblewrap's
-    ``--die-with-parent`` is the kernel's parent-death signal, which follows
-    the starting thread, not the process).  Never raises: where the template
-    cannot start, ``template_for`` finds out and says why.
+    ``--die-with-parent`` is Linux's parent-death signal, which follows the
+    thread that started the process, not the process).  Never raises: where
+    the template cannot start, ``template_for`` finds out and says why.
     """
     key = json.dumps([fingerprint(), *view])
     with _registry_lock:
