@@ -314,9 +314,12 @@ def ready_template(data_dir: Path | None, log: Any) -> None:
         pass
 
 
-def start_template_ahead(data_dir: Path | None) -> None:
-    """Start this process's kernel template for ``data_dir`` without waiting: ``ready_template`` takes it over."""
-    start_ahead((str(data_dir),), lambda: template_command(data_dir))
+def start_template_ahead(data_dir: Path | None) -> bool:
+    """Start this process's kernel template for ``data_dir`` without waiting (``ready_template`` takes it over).
+
+    False when there was nothing to start: this process has that template already, or one failed lately.
+    """
+    return start_ahead((str(data_dir),), lambda: template_command(data_dir))
 
 
 def _template(data_dir: Path | None, log: Any) -> KernelTemplate:

@@ -344,8 +344,8 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
         return template
 
 
-def start_ahead(view: tuple[str, ...], command: Callable[[], list[str]]) -> None:
-    """Start this process's template for ``view`` and let it import, without waiting for it.
+def start_ahead(view: tuple[str, ...], command: Callable[[], list[str]]) -> bool:
+    """Start this process's template for ``view`` and let it import, without waiting; whether one was started.
 
     The next ``template_for`` of the same view takes it over (and waits for it
     if it is still importing).  Call it from the thread that will grade: a
@@ -359,13 +359,14 @@ def start_ahead(view: tuple[str, ...], command: Callable[[], list[str]]) -> None
         _drop_others(key)
         failed_at, _ = _failed.get(key, (-RETRY_SECONDS, ""))
         if key in _templates or key in _starting or time.monotonic() - failed_at < RETRY_SECONDS:
-            return
+            return False
         try:
             template = KernelTemplate(command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
         except (TemplateUnavailable, OSError):
-            return
+            return False
         template.ask_for_imports()
         _starting[key] = (template, time.monotonic())
+        return True
 
 
 def _drop_others(key: str) -> None:

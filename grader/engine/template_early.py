@@ -53,5 +53,5 @@ def start_ahead(parent: Any) -> None:
         return
     coursedir = getattr(parent, "coursedir", None)
     course_root = Path(getattr(coursedir, "root", None) or Path.cwd())
-    parent.log.info(EARLY)
-    start_template_ahead(find_data(course_root / "autograded"))
+    if start_template_ahead(find_data(course_root / "autograded")):
+        parent.log.info(EARLY)
