@@ -12,6 +12,8 @@ Sections:
   lab         the companion lab end to end: its time, and per-class IoU with and without skip connections
   on_submit   grading on submit on a throw-away hub (root; only with --only): time to feedback idle
               and in a deadline burst, per phase, against the cron way (bench/on_submit.py)
+  regrade     a regrade's preview, per student, and what 300 students would take on --workers
+              workers (only with --only; bench/regrade.py)
 
 Each section prints its figures and how they compare with the targets of the
 speed-and-scale issue; everything is also written to reports/bench.json.
@@ -29,8 +31,8 @@ from grader.course import ROOT
 from grader.dev.training import DEFAULT_EPOCHS
 
 REAL_DATA = ROOT.parent / "shared" / "carla"
-SECTIONS = ("grading", "class", "throughput", "quality", "lab", "on_submit", "template")
-# on_submit needs root and a throw-away hub, template is issue 31's comparison: asked for by name.
+SECTIONS = ("grading", "class", "throughput", "quality", "lab", "on_submit", "template", "regrade")
+# on_submit needs root and a throw-away hub, template is issue 31's comparison, regrade issue 32's: asked for by name.
 DEFAULT_SECTIONS = SECTIONS[:5]
 
 
@@ -156,6 +158,12 @@ def run_template(args, data: Path) -> dict:
     return run(data, args.class_size, verdict)
 
 
+def run_regrade(args, data: Path) -> dict:
+    from bench.regrade import run
+
+    return run(data, args.regrade_students, args.workers)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
@@ -173,11 +181,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="burst students also graded the cron way (fewer: the rest is extrapolated)")
     parser.add_argument("--template", default="on,off",
                         help="grading on submit with the kernel template on, off, or both in turn (on_submit)")
+    parser.add_argument("--regrade-students", type=int, default=3, help="students previewed (regrade)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
     args = parser.parse_args(argv)
 
     runners = {"grading": run_grading, "class": run_class, "throughput": run_throughput, "quality": run_quality,
-               "lab": run_lab, "on_submit": run_on_submit, "template": run_template}
+               "lab": run_lab, "on_submit": run_on_submit, "template": run_template,
+               "regrade": run_regrade}
     chosen = args.only.split(",")
     for section in chosen:
         if section not in runners:

@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,13 @@ def reference() -> dict:
 @pytest.fixture
 def user() -> Iterator[str]:
     """A throw-away unix user (no home), removed afterwards: for the paths a normal user takes (needs root)."""
+    with throwaway_user() as name:
+        yield name
+
+
+@contextmanager
+def throwaway_user() -> Iterator[str]:
+    """The ``user`` fixture's account, for a fixture of wider scope: made, yielded, its processes checked, removed."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create a throw-away user")
     name = f"unet-t{uuid.uuid4().hex[:8]}"

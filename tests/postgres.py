@@ -68,3 +68,13 @@ def postgres_server(database: str = "gradebook") -> Iterator[str]:
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+def another_database(url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``url`` (one from ``postgres_server``); its SQLAlchemy URL."""
+    import psycopg
+
+    host = url.rsplit("?host=", 1)[1]
+    with psycopg.connect(host=host, user="grader", dbname="postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://grader@/{name}?host={host}"

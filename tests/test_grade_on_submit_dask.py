@@ -14,6 +14,7 @@ import pwd
 import secrets
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -43,19 +44,28 @@ def submit_as(inbound, student: str, notebook: str) -> str:
     return folder.name
 
 
-def test_workers_on_a_dask_cluster_grade_each_submission_once(tmp_path, small_data, user, monkeypatch):
-    (tmp_path / "course").mkdir()
-    course = Course(tmp_path / "course", small_data)
-    course.nbgrader("generate_assignment", ASSIGNMENT, "--force")
-    inbound = tmp_path / "exchange" / COURSE_ID / "inbound"
+def exchange(folder: Path) -> tuple[Path, Path]:
+    """An exchange under ``folder`` laid out as the hub lays it out, and the nbgrader configuration that names it.
+
+    Returns the inbound folder and the configuration folder (for ``JUPYTER_CONFIG_PATH``).
+    """
+    inbound = folder / "exchange" / COURSE_ID / "inbound"
     inbound.mkdir(parents=True)
     (inbound.parent / "feedback").mkdir()
-    config = tmp_path / "config"
+    config = folder / "config"
     config.mkdir()
     (config / "nbgrader_config.py").write_text(
         "from hub.student.exchange import configure\n"
         "c = get_config()\nconfigure(c)\n"
-        f"c.Exchange.root = {str(tmp_path / 'exchange')!r}\nc.CourseDirectory.course_id = {COURSE_ID!r}\n")
+        f"c.Exchange.root = {str(folder / 'exchange')!r}\nc.CourseDirectory.course_id = {COURSE_ID!r}\n")
+    return inbound, config
+
+
+def test_workers_on_a_dask_cluster_grade_each_submission_once(tmp_path, small_data, user, monkeypatch):
+    (tmp_path / "course").mkdir()
+    course = Course(tmp_path / "course", small_data)
+    course.nbgrader("generate_assignment", ASSIGNMENT, "--force")
+    inbound, config = exchange(tmp_path)
     monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(config))
     monkeypatch.setenv("CARLA_DATA_DIR", str(small_data))
     (course.root / "grade_on_submit.json").write_text(json.dumps({ASSIGNMENT: {"grade_on_submit": True}}))

@@ -21,29 +21,35 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-import jwt
 import nbformat
 import pytest
 import requests
 from jwcrypto import jwk
 from nbgrader.api import Gradebook
-from sqlalchemy import select
 
-from grader.course import NOTEBOOK, ROOT, reference_solutions
+from grader.course import NOTEBOOK, reference_solutions
 from grader.dev.examples import fill, solutions_for
 from hub import accounts
 from hub.layout import ASSIGNMENT
 from hub.lms.outbox import PENDING, Outbox
-from hub.lms.registrations import Platform, save_platforms
-from hub.lms.tables import lms_engine, people
-from hub.lms.testing.platform import LocalPlatform, new_person
-from hub.lms.testing.tls import make_localhost_certificate
-from tests.hub_harness import free_ports, running_hub
+from hub.lms.tables import lms_engine
+from hub.lms.testing.platform import new_person
+from tests.lms_harness import (
+    COURSE,
+    HttpLaunch,
+    account_of,
+    artifacts,
+    grading_on_submit,
+    launched_session,
+    lms_hub,
+    lms_score,
+    local_lms,
+    put_notebook,
+    wait_for_score,
+)
 from tests.test_hub import (
     BROWSER_ARGS,
     CHROMIUM,
@@ -58,99 +64,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.hub]
 if MISSING and not os.environ.get("CI"):
     pytest.skip("; ".join(MISSING), allow_module_level=True)
 
-ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "lms"
-ON = {ASSIGNMENT: {"grade_on_submit": True, "show": "feedback", "per_hour": 0}}
-COURSE, SANDBOX = "bio101", "mal-sandbox"
+ARTIFACTS = artifacts("lms")
+ON = grading_on_submit("feedback")
+SANDBOX = "mal-sandbox"
+PEOPLE = [("Tess", "Teacher", "Instructor"), ("Ann", "Archer", "Learner"), ("Ben", "Baker", "Learner"),
+          ("Rex", "Replay", "Learner"), ("Fay", "Forger", "Learner"), ("Dot", "Burst", "Learner"),
+          ("Eli", "Burst", "Learner"), ("Gil", "Burst", "Learner")]
 
 
 @pytest.fixture(scope="module")
 def lms():
-    # Where the grader account (the LMS service) may read the CA: pytest's own folders are root's alone.
-    folder = Path(tempfile.mkdtemp(prefix="unet-lms-tls-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    tls = make_localhost_certificate(folder)
-    # The harness checks that the hub is up over https: it trusts the test CA as the hub's processes do.
-    before = os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = str(tls.ca)
-    platform = LocalPlatform(tls).start()
-    platform.add_course(COURSE, "Biology 101")
-    platform.add_link(COURSE, "unet", "U-Net segmentation")
     # Another course on the same deployment, as with a tool installed for a whole Canvas account.
-    platform.add_course(SANDBOX, "Mal's sandbox")
-    platform.add_link(SANDBOX, "unet", "U-Net segmentation (copied link)")
-    platform.people = {}
-    people = [("Tess", "Teacher", "Instructor"), ("Ann", "Archer", "Learner"), ("Ben", "Baker", "Learner"),
-              ("Rex", "Replay", "Learner"), ("Fay", "Forger", "Learner"), ("Dot", "Burst", "Learner"),
-              ("Eli", "Burst", "Learner"), ("Gil", "Burst", "Learner")]
-    for given, family, role in people:
-        platform.people[given] = platform.enrol(COURSE, new_person(given, family, role=role))
-    yield platform
-    platform.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-    if before is None:
-        os.environ.pop("SSL_CERT_FILE", None)
-    else:
-        os.environ["SSL_CERT_FILE"] = before
+    with local_lms(PEOPLE, {SANDBOX: ("Mal's sandbox", "U-Net segmentation (copied link)")}) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="module")
 def hub(small_data, lms):
     assert not MISSING, MISSING
     # The hub's course bound to bio101 (hub.lms.binding); the sandbox course shares the deployment.
-    registration = Platform(**lms.bound_registration(COURSE))
-    [lms_port] = free_ports(1)
-
-    def register(layout) -> None:
-        save_platforms(layout.lms_dir / "platforms.json", [registration])
-
-    with running_hub(small_data, students=[], visitors=[], artifacts=ARTIFACTS, policy=ON, prepare=register,
-                     lms=True, lms_port=lms_port, tls_cert=str(lms.tls.cert), tls_key=str(lms.tls.key)) as running:
-        base = f"{running.url}/hub"
-        lms.register_tool(f"{base}/lti13/oauth_login", f"{base}/lti13/oauth_callback", base,
-                          jwks_url=f"{base}/lti13/jwks")
+    with lms_hub(small_data, lms, ARTIFACTS, ON) as running:
         yield running
-
-
-def account_of(hub, lms, given: str) -> str | None:
-    engine = lms_engine(f"sqlite:///{hub.layout.course / 'grade_on_submit' / 'queue.sqlite'}")
-    with engine.begin() as db:
-        return db.execute(select(people.c.account).where(people.c.sub == lms.people[given].sub)).scalar()
-
-
-def lms_score(lms, given: str) -> float | None:
-    name = lms.people[given].name
-    return lms.gradebook(COURSE).get(ASSIGNMENT, {}).get(name)
-
-
-def wait_for_score(lms, given: str, expected: float, timeout: float = 240) -> float:
-    started = time.monotonic()
-    while lms_score(lms, given) != expected:
-        assert time.monotonic() - started < timeout, (given, lms.gradebook(COURSE), lms.score_posts[-3:])
-        time.sleep(0.5)
-    return time.monotonic() - started
-
-
-class HttpLaunch:
-    """A launch without a browser: the same redirects and form post, with one cookie jar."""
-
-    def __init__(self, hub, lms, given: str, course: str = COURSE):
-        self.hub, self.lms = hub, lms
-        # verify= on each call: requests lets REQUESTS_CA_BUNDLE override a session's own.
-        self.http, ca = requests.Session(), str(lms.tls.ca)
-        start = self.http.get(f"{lms.issuer}/course/{course}/launch/unet", params={"user": lms.people[given].sub},
-                              allow_redirects=False, timeout=30, verify=ca)
-        init = self.http.get(start.headers["Location"], allow_redirects=False, timeout=30, verify=ca)
-        assert init.status_code == 302, init.text
-        self.cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
-        auth = self.http.get(init.headers["Location"], timeout=30, verify=ca)
-        self.form = {k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', auth.text)}
-        self.claims = jwt.decode(self.form["id_token"], options={"verify_signature": False})
-
-    def post(self, id_token: str | None = None) -> requests.Response:
-        """The browser's form post to the hub, with the cookies the login initiation set (sent as they were)."""
-        return requests.post(f"{self.hub.url}/hub/lti13/oauth_callback", verify=str(self.lms.tls.ca),
-                             data={**self.form, **({"id_token": id_token} if id_token else {})},
-                             headers={"Cookie": self.cookies}, allow_redirects=False, timeout=180)
 
 
 def test_an_instructors_launch_opens_formgrader(hub, lms):
@@ -274,7 +208,7 @@ def test_the_roster_sync_enrols_who_never_launched_and_keeps_who_left(hub, lms):
     cleo = lms.enrol(COURSE, new_person("Cleo", "Newcomer"))
     lms.people["Cleo"] = cleo
     lms.unenrol(COURSE, lms.people["Ben"].sub)
-    session, ca = instructor_session(hub, lms)
+    session, ca = launched_session(hub, lms, "Tess")
     service = f"{hub.url}/services/{hub.layout.lms_service}/"
     page = session.get(service, timeout=60, verify=ca)
     assert page.status_code == 200 and "Sync the rosters now" in page.text, page.text[-1500:]
@@ -295,24 +229,12 @@ def test_the_roster_sync_enrols_who_never_launched_and_keeps_who_left(hub, lms):
     assert accounts.tag_of(emails[cleo.email]) is None  # her unix account waits for her first launch
 
 
-def instructor_session(hub, lms, given: str = "Tess", course: str = COURSE) -> tuple[requests.Session, str]:
-    """Tess (or ``given``), logged in through her launch, as her browser would be (the hub's cookies)."""
-    launch = HttpLaunch(hub, lms, given, course)
-    answer = launch.post()
-    session = requests.Session()
-    for cookie in launch.http.cookies:
-        session.cookies.set_cookie(cookie)
-    for name, value in answer.cookies.items():
-        session.cookies.set(name, value, domain="127.0.0.1")
-    return session, str(lms.tls.ca)
-
-
 def test_a_refusal_by_the_lms_is_on_the_instructors_pages(hub, lms):
     rex = account_of(hub, lms, "Rex")
     lms.answers.append(403)  # the next call of the LMS's services is refused
     result = hub.nbgrader_as(rex, "submit", ASSIGNMENT)  # his notebook as fetched: 0 points
     assert result.returncode == 0, result.stdout + result.stderr
-    session, ca = instructor_session(hub, lms)
+    session, ca = launched_session(hub, lms, "Tess")
     service = f"{hub.url}/services/{hub.layout.lms_service}/"
     deadline = time.monotonic() + 180
     while not (refused := session.get(f"{service}api/status", timeout=60, verify=ca).json()["refused"]):
@@ -334,18 +256,6 @@ def lms_service_pid() -> int | None:
             except OSError:
                 pass
     return None
-
-
-def put_notebook(hub, account: str, code: dict[str, str]) -> None:
-    """The student's notebook with ``code`` in it, written as the student."""
-    staged = Path(f"/tmp/{account}-{os.getpid()}.ipynb")
-    staged.write_text(nbformat.writes(fill(release_notebook(hub), code)))
-    staged.chmod(0o644)
-    try:
-        target = f"/home/{account}/{ASSIGNMENT}/{NOTEBOOK}.ipynb"
-        assert hub.as_user(account, ["cp", str(staged), target]).returncode == 0
-    finally:
-        staged.unlink()
 
 
 def test_the_lms_down_and_the_service_killed_during_a_burst_lose_no_score(hub, lms):
@@ -410,7 +320,7 @@ def test_roles_belong_to_the_bound_course_and_a_lost_role_is_taken_away(hub, lms
     """Issue #30: a learner here who teaches a sandbox on the same deployment never becomes a grader here."""
     lms.people["Mal"] = lms.enrol(COURSE, new_person("Mal", "Lory"))
     as_role(lms, SANDBOX, "Mal", "Instructor")
-    session, ca = instructor_session(hub, lms, "Mal")  # his launch in bio101, as a learner
+    session, ca = launched_session(hub, lms, "Mal")  # his launch in bio101, as a learner
     for what, url in protected_pages(hub).items():
         assert answers(session, url, ca) == 403, what
     # His launch as the sandbox's instructor is refused, whatever the deployment shares; his session is unchanged.
@@ -427,10 +337,10 @@ def test_roles_belong_to_the_bound_course_and_a_lost_role_is_taken_away(hub, lms
         assert account_of(hub, lms, f"S-{role}") is None
     # A TA of bio101 grades; once the LMS makes him a learner, his next launch takes formgrader away.
     lms.people["Gus"] = lms.enrol(COURSE, new_person("Gus", "Grader", role="TeachingAssistant"))
-    session, ca = instructor_session(hub, lms, "Gus")
+    session, ca = launched_session(hub, lms, "Gus")
     assert answers(session, protected_pages(hub)["formgrader API"], ca) == 200
     as_role(lms, COURSE, "Gus", "Learner")
-    session, ca = instructor_session(hub, lms, "Gus")
+    session, ca = launched_session(hub, lms, "Gus")
     assert hub.layout.instructors_group not in groups_of(hub, account_of(hub, lms, "Gus"))
     assert answers(session, protected_pages(hub)["LMS page"], ca) == 403
 
@@ -471,7 +381,7 @@ def test_names_that_are_script_run_nowhere_on_the_lms_and_queue_pages(hub, lms):
     xss = account_of(hub, lms, "Xss")
     result = hub.nbgrader_as(xss, "submit", ASSIGNMENT)
     assert result.returncode == 0, result.stdout + result.stderr
-    session, ca = instructor_session(hub, lms)
+    session, ca = launched_session(hub, lms, "Tess")
     pages = [f"{hub.url}/services/{hub.layout.lms_service}/", f"{hub.url}/services/{hub.layout.grading_service}/queue"]
     deadline = time.monotonic() + 240
     while xss not in session.get(pages[1], timeout=60, verify=ca).text or "graded" not in session.get(

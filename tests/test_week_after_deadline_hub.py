@@ -8,10 +8,13 @@ reference (100 - 10% = 90), Dee after the assignment's due date but within
 the extension the instructor granted her first with the ``grant`` command
 (70, no penalty).  Feedback is held until the due date: the service
 releases Ben's and Cal's, and Dee's waits for her own.  The instructor changes a hidden check in the hub's
-course copy to accept any skip connection; the ``regrade`` command's
-preview lists exactly Ben and Dee and changes nothing; applied, the LMS's
-gradebook gets Ben's and Dee's new scores once each and nothing new for
-Cal; an extension granted to Cal afterwards posts her 100 once.  Then the
+course copy to accept any skip connection; on the grading service's regrade
+page (Tess, the LMS's instructor, logged in by her launch, as her browser
+would be: the page's form and its token), her preview lists exactly Ben and
+Dee with their old and new scores and changes nothing, and a student reaches
+neither the page nor its buttons; applied there, the LMS's gradebook gets
+Ben's and Dee's new scores once each and nothing new for Cal; an extension
+granted to Cal afterwards posts her 100 once.  Then the
 instructor takes the change back, and a second regrade of Ben and Dee is
 run through kill -9 of a worker and of the grading service during its
 preview and again during its apply: each student always has the old result
@@ -21,18 +24,20 @@ once.  Needs what tests/test_hub.py needs.
 
 from __future__ import annotations
 
+import html
+import json
 import os
-import shutil
+import re
 import signal
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 from nbgrader.api import Gradebook
 
-from grader.course import ROOT, reference_solutions
+from grader.course import reference_solutions
 from grader.dev.examples import solutions_for
 from hub import accounts
 from hub.grade_on_submit.queue import GRADED, open_engine
@@ -49,67 +54,45 @@ from hub.grade_on_submit.regrade_store import (
 )
 from hub.grade_on_submit.settings import QUEUE_FILE
 from hub.layout import ASSIGNMENT
-from hub.lms.registrations import Platform, save_platforms
-from hub.lms.testing.platform import LocalPlatform, new_person
-from hub.lms.testing.tls import make_localhost_certificate
 from hub.provision import grader_env
-from tests.hub_harness import free_ports, running_hub
+from tests.lms_harness import (
+    HttpLaunch,
+    account_of,
+    artifacts,
+    grading_on_submit,
+    launched_session,
+    lms_hub,
+    local_lms,
+    put_notebook,
+    wait_for_score,
+)
 from tests.test_grade_on_submit import processes, service_pid
 from tests.test_hub import MISSING
-from tests.test_lms_hub import COURSE, HttpLaunch, account_of, put_notebook, wait_for_score
 from tests.test_regrade_course import LENIENT
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 if MISSING and not os.environ.get("CI"):
     pytest.skip("; ".join(MISSING), allow_module_level=True)
 
-ARTIFACTS = Path(os.environ.get("UNET_ARTIFACTS", ROOT / "reports" / "browser")) / "week_after_deadline"
-LATE = {"percent": 10, "per": "hour"}
+ARTIFACTS = artifacts("week_after_deadline")
 # Feedback is held until the student's own due date (the score is shown at once).
-POLICY = {ASSIGNMENT: {"grade_on_submit": True, "show": "score", "per_hour": 0, "late": LATE}}
+POLICY = grading_on_submit("score", late={"percent": 10, "per": "hour"})
 LEASE = 10.0
 CHECKS = "notebooks/unet_segmentation/spec_checks.py"
+PEOPLE = [("Tess", "Teacher", "Instructor"), ("Ben", "Ontime", "Learner"), ("Cal", "Late", "Learner"),
+          ("Dee", "Extended", "Learner")]
 
 
 @pytest.fixture(scope="module")
 def lms():
-    # Where the grader account (the LMS service) may read the CA: pytest's own folders are root's alone.
-    folder = Path(tempfile.mkdtemp(prefix="unet-lms-tls-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    tls = make_localhost_certificate(folder)
-    before = os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = str(tls.ca)
-    platform = LocalPlatform(tls).start()
-    platform.add_course(COURSE, "Biology 101")
-    platform.add_link(COURSE, "unet", "U-Net segmentation")
-    platform.people = {}
-    for given, family, role in [("Ben", "Ontime", "Learner"), ("Cal", "Late", "Learner"),
-                                ("Dee", "Extended", "Learner")]:
-        platform.people[given] = platform.enrol(COURSE, new_person(given, family, role=role))
-    yield platform
-    platform.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-    if before is None:
-        os.environ.pop("SSL_CERT_FILE", None)
-    else:
-        os.environ["SSL_CERT_FILE"] = before
+    with local_lms(PEOPLE) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="module")
 def hub(small_data, lms):
     assert not MISSING, MISSING
-    registration = Platform(**lms.bound_registration(COURSE))
-    [lms_port] = free_ports(1)
-
-    def register(layout) -> None:
-        save_platforms(layout.lms_dir / "platforms.json", [registration])
-
-    with running_hub(small_data, students=[], visitors=[], artifacts=ARTIFACTS, policy=POLICY, prepare=register,
-                     lms=True, lms_port=lms_port, tls_cert=str(lms.tls.cert), tls_key=str(lms.tls.key),
-                     grading_lease=LEASE) as running:
-        base = f"{running.url}/hub"
-        lms.register_tool(f"{base}/lti13/oauth_login", f"{base}/lti13/oauth_callback", base,
-                          jwks_url=f"{base}/lti13/jwks")
+    with lms_hub(small_data, lms, ARTIFACTS, POLICY, grading_lease=LEASE) as running:
         yield running
 
 
@@ -251,26 +234,96 @@ def test_students_submit_on_time_late_and_with_an_extension(hub, lms):
     assert_first_posts(lms)
 
 
+class RegradePage:
+    """The grading service's regrade page as a person's browser uses it: their launch's login, the form's token."""
+
+    def __init__(self, hub, lms, given: str):
+        self.session, self.ca = launched_session(hub, lms, given)
+        self.service = f"{hub.url}/services/{hub.layout.grading_service}/"
+        self.url = f"{self.service}regrade"
+
+    def get(self, regrade_id: int | None = None) -> requests.Response:
+        return self.session.get(self.url, params={"id": regrade_id} if regrade_id else None, timeout=120,
+                                verify=self.ca)
+
+    def post(self, xsrf: str | None, **form: str) -> requests.Response:
+        """The page's form sent with ``xsrf`` as its token (None: the one the page's own form holds)."""
+        if xsrf is None:
+            xsrf = html.unescape(re.search(r'name="_xsrf" value="([^"]+)"', self.get().text).group(1))
+        return self.session.post(self.url, data={"_xsrf": xsrf, **form}, timeout=600, verify=self.ca,
+                                 allow_redirects=False)
+
+    def student_page_xsrf(self) -> str:
+        """The token the service's student page gives its script (what a student's browser holds)."""
+        page = self.session.get(self.service, timeout=120, verify=self.ca)
+        assert page.status_code == 200, page.status_code
+        return json.loads(re.search(r"xsrf = (\"[^\"]*\")", page.text).group(1))
+
+    def shown(self, regrade_id: int, stage: str, timeout: float = 600) -> str:
+        """The regrade's page (as text, unescaped) once it says ``stage``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            page = self.get(regrade_id)
+            assert page.status_code == 200, page.status_code
+            text = html.unescape(page.text)
+            if f"<h2>Regrade {regrade_id}: {stage}" in text:
+                return text
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(2)
+
+
+def assert_row_shown(text: str, row: StudentRow, state: str) -> None:
+    """The page's row of ``row``'s student: the state, old and new total, and each cell whose points moved."""
+    assert row.old is not None and row.new is not None
+    found = re.search(rf"<tr><td>{re.escape(row.student)}</td><td>{state}</td>"
+                      rf"<td>{row.old['total']:g} -> {row.new['total']:g}</td><td><pre>(.*?)</pre>", text, re.S)
+    assert found, (row.student, text[-3000:])
+    for cell, new in row.new["cells"].items():
+        old = row.old["cells"][cell]
+        if old["points"] != new["points"]:
+            assert f"{cell}: {old['points']:g} -> {new['points']:g} of {new['max']:g}" in found.group(1), found.group(1)
+
+
 def test_a_changed_check_is_previewed_then_applied_and_the_lms_gets_each_change_once(hub, lms):
+    """The instructor previews and applies on the grading service's regrade page, as in her browser."""
     ben, cal, dee = (account_of(hub, lms, g) for g in ("Ben", "Cal", "Dee"))
     write_checks(hub, hub.original_checks + LENIENT)
-    said = as_instructor(hub, "regrade", "preview", "--everyone")
-    regrade_id = int(said.split("Regrade ", 1)[1].split()[0])
+    page = RegradePage(hub, lms, "Tess")  # her first launch makes her account, a grader's
+    tess = account_of(hub, lms, "Tess")
+    started = page.post(None, action="preview", assignment=ASSIGNMENT, who="everyone")
+    assert started.status_code == 200, started.text[-2000:]
+    regrade_id = int(re.search(r"Regrade (\d+) started \(everyone\)", html.unescape(started.text)).group(1))
     previewed = wait_for_rows(hub, regrade_id, PREVIEW_DONE)
     assert all(r.state == PREVIEWED for r in previewed.values()), previewed
-    shown = as_instructor(hub, "regrade", "show", str(regrade_id))
+    shown = page.shown(regrade_id, "preview complete")
     moved = sorted([ben, dee])
-    assert f"2 of 3 student(s) move: {', '.join(moved)}." in shown, shown
+    assert f"Students whose score moves: {', '.join(moved)}." in shown, shown[-3000:]
     for account in moved:
         assert previewed[account].new["total"] > previewed[account].old["total"] == 70
+        assert_row_shown(shown, previewed[account], PREVIEWED)
     assert previewed[cal].new["total"] == previewed[cal].old["total"] == 90
+    assert 'value="apply"' in shown
+    # A student reaches neither the page nor its buttons, even with a token of the service's own pages;
+    # the instructor's own session without the form's token applies nothing either.
+    student = RegradePage(hub, lms, "Ben")
+    assert student.get(regrade_id).status_code == 403
+    assert student.post(student.student_page_xsrf(), action="apply", id=str(regrade_id)).status_code == 403
+    assert page.post("", action="apply", id=str(regrade_id)).status_code == 403
+    assert records(hub).get(regrade_id).applied_by is None
     # Nothing has reached anyone yet.
     time.sleep(5)  # the LMS service reconciles every 2 s
     assert_first_posts(lms)
     assert total(hub, ben) == 70
-    as_instructor(hub, "regrade", "apply", str(regrade_id))
+    answer = page.post(None, action="apply", id=str(regrade_id))
+    assert f"Regrade {regrade_id}: 3 student(s) to apply." in html.unescape(answer.text), answer.text[-2000:]
     applied = wait_for_rows(hub, regrade_id, APPLY_DONE)
     assert {a: r.state for a, r in applied.items()} == {ben: APPLIED, cal: UNCHANGED, dee: APPLIED}, applied
+    regrade = records(hub).get(regrade_id)
+    assert (regrade.requested_by, regrade.applied_by) == (tess, tess)
+    shown = page.shown(regrade_id, f"applied by {tess}")
+    for account in moved:
+        assert_row_shown(shown, applied[account], APPLIED)
+    assert 'value="apply"' not in shown
     for given, account in [("Ben", ben), ("Dee", dee)]:
         new = applied[account].new["total"]
         wait_for_score(lms, given, new)

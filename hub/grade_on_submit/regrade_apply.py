@@ -113,7 +113,9 @@ class StudentSwitch:
             pipeline.generate_feedback(setup, row)
         else:
             generate_feedback_only(setup, self.student)
-        policy = PolicyFile(self.course_root / "grade_on_submit.json").entry(self.assignment)
+        policies = PolicyFile(self.course_root / "grade_on_submit.json")
+        policies.refresh()  # a PolicyFile holds nothing until it has read the file
+        policy = policies.entry(self.assignment)
         due = late.due if late is not None and late.due else pipeline.due_date(setup)
         # Released again where it was, or where the assignment's policy releases it now; an assignment the
         # policy file does not name releases its feedback by the instructor's own release_feedback.
