@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # whole files to two workers in the collection's order, so these go first: a long file that started last
 # would leave the other worker idle at the end.
 LONGEST_FIRST = ("test_spellings", "test_hardening", "test_spelling_combinations", "test_parallel_grading",
-                 "test_validate", "test_regrade_course", "test_functional_checks", "test_browser",
+                 "test_validate", "test_regrade_dask_postgres", "test_regrade_course", "test_functional_checks",
+                 "test_browser",
                  "test_lms_grades", "test_spelling_grading", "test_feedback_messages")
 
 

@@ -31,7 +31,8 @@ STOP = "grade-on-submit-stop"
 STOP_POLL_SECONDS, STOP_WAIT_SECONDS = 1.0, 30.0
 # The folder that holds the ``hub`` package this module is part of.
 CODE = str(Path(__file__).resolve().parent.parent.parent)
-# What a Dask worker needs besides the settings: where nbgrader's configuration and the data are.
+# What a Dask worker needs besides the settings: where nbgrader's configuration and the data are, and whether
+# kernels fork from a template.
 PASSED_ON = ("JUPYTER_CONFIG_PATH", "CARLA_DATA_DIR", "TF_CPP_MIN_LOG_LEVEL", "UNET_KERNEL_TEMPLATE")
 
 
