@@ -48,8 +48,11 @@ def forks_kernels(config: Any) -> bool:
 
 
 def start_ahead(parent: Any) -> None:
-    """Start the kernel template of ``parent``'s course (an nbgrader converter or app), without waiting for it."""
-    if not forks_kernels(parent.config):
+    """Start the kernel template of ``parent``'s course (an nbgrader converter or app), without waiting for it.
+
+    Without a parent (an exporter made on its own, to read a file) there is no course to grade: nothing starts.
+    """
+    if parent is None or not forks_kernels(parent.config):
         return
     coursedir = getattr(parent, "coursedir", None)
     course_root = Path(getattr(coursedir, "root", None) or Path.cwd())
