@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 
@@ -58,9 +59,8 @@ def preview_seconds(data: Path, size: int) -> dict:
 
     examples = sorted(EXAMPLES)
     students = {f"student{i:03d}": examples[i % len(examples)] for i in range(size)}
-    saved = {k: os.environ.get(k) for k in ("CARLA_DATA_DIR", "TF_CPP_MIN_LOG_LEVEL")}
-    os.environ.update({"CARLA_DATA_DIR": str(data), "TF_CPP_MIN_LOG_LEVEL": "3"})
-    try:
+    # The preview processes take their data folder and quiet TensorFlow from this environment; put back afterwards.
+    with mock.patch.dict(os.environ, {"CARLA_DATA_DIR": str(data), "TF_CPP_MIN_LOG_LEVEL": "3"}):
         with tempfile.TemporaryDirectory(prefix="bench-regrade-") as tmp:
             course = _course(Path(tmp), data, students)
             (course.root / "grade_on_submit").mkdir()
@@ -77,12 +77,6 @@ def preview_seconds(data: Path, size: int) -> dict:
             rows = records.students(regrade_id)
             same = all(r.state == PREVIEWED and r.new and r.old and r.new["total"] == r.old["total"] for r in rows)
             problems = [f"{r.student}: {r.state} {r.note or ''}".strip() for r in rows if r.state != PREVIEWED]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return {"students": size, "seconds": seconds, "same_scores": same, "problems": problems}
 
 
