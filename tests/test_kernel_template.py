@@ -237,9 +237,15 @@ def test_a_killed_template_costs_a_fresh_start_not_a_kernel(tmp_path: Path) -> N
         os.kill(old.pid, signal.SIGKILL)
         # The kernel forked before goes on as if nothing happened.
         assert a.run("import tensorflow as tf; print(int(tf.reduce_sum(tf.ones(4))))").strip() == "4"
+        # The next kernel is forked from a new template, or starts cold when the dead template's sandbox had
+        # not ended yet as it asked (the moment of the kill decides): either way it runs its own submission.
         with kernel(submission(tmp_path, "b", "b")) as b:
             assert b.run("print(open('answers.txt').read())").strip() == "b"
-            assert the_template() is not old and the_template().alive()
+    # At the latest, the kernel after that one is forked from a new template.
+    with kernel(submission(tmp_path, "c", "c")) as c:
+        assert c.run("print(open('answers.txt').read())").strip() == "c"
+        assert c.km._forked is not None
+        assert the_template() is not old and the_template().alive()
     assert not old.alive()
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import functional_checks
 from grader.engine import specification, verdict_memo
-from probe import collect
+from probe import collect, unfilled_weights
 from spec_checks import (
     SIGNATURES,
     CheckFailed,
@@ -146,8 +146,10 @@ def rebuild(text: str, context: str) -> tf.keras.Model:
                 "build it from the layers named in the exercise (Conv2D, Dropout, MaxPooling2D, ...)."
             )
     try:
-        # Both networks are run in float32, whatever precision the notebook switched to.
-        return tf.keras.models.model_from_json(json.dumps(functional_checks.float32_config(config)))
+        # Both networks are run in float32, whatever precision the notebook switched to. Only the
+        # functional checks run it, with weights of their own: filling its initial weights would be wasted.
+        with unfilled_weights(tf):
+            return tf.keras.models.model_from_json(json.dumps(functional_checks.float32_config(config)))
     except Exception as err:  # noqa: BLE001 - any configuration Keras refuses
         raise CheckFailed(f"{context}: the model could not be rebuilt: {type(err).__name__}: {err}") from None
 

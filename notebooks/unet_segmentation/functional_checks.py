@@ -16,7 +16,8 @@ Two modes are compared:
   activations must be the specification's, dropping in the same pattern.
 
 Initializers, names, seeds and how an argument is written never matter: the
-weights are replaced before anything is run.
+weights are replaced before anything is run, and only for the comparison
+(``probe.unfilled_weights``): the models compared keep their own.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from probe import unfilled_weights
 from test_utils import activation_name, call_keywords, inputs_of, producer, recompute, tf
 
 # Largest difference, relative to the largest value of the specification's output, that still
@@ -71,12 +73,15 @@ def compare(student: tf.keras.Model, spec: tf.keras.Model, name_of: Namer | None
     except _Mismatch as err:
         return [Difference("wiring", err.where, err.message)]
     rng = np.random.default_rng(seed)
-    differences = transplant(pairs, rng, name_of)
-    if differences:
-        return differences
-    values = _spec_inputs(spec, rng)
-    differences = _prediction_differences(pairs, values, name_of)
-    return differences + _training_differences(pairs, values, name_of)
+    # The random weights given to both networks hold only in here: neither model is changed, and models
+    # built with unfilled weights (the grader's) never pay for filling them first.
+    with unfilled_weights(tf):
+        differences = transplant(pairs, rng, name_of)
+        if differences:
+            return differences
+        values = _spec_inputs(spec, rng)
+        differences = _prediction_differences(pairs, values, name_of)
+        return differences + _training_differences(pairs, values, name_of)
 
 
 def deviations(student: tf.keras.Model, spec: tf.keras.Model, seed: int = 0) -> dict[str, float] | None:
@@ -92,19 +97,20 @@ def deviations(student: tf.keras.Model, spec: tf.keras.Model, seed: int = 0) -> 
     except _Mismatch:
         return None
     rng = np.random.default_rng(seed)
-    if transplant(pairs, rng, ordinal_namer(spec)):
-        return None
-    values = _spec_inputs(spec, rng)
-    layer = 0.0
-    for s, t in pairs:
-        if kind(producer(s)) != "InputLayer" and id(s) not in values:
-            values[id(s)] = recompute(s, values)
-            layer = max(layer, _deviation(recompute(t, _their_inputs(s, t, values)), values[id(s)]))
-    arrays = [rng.standard_normal((BATCH, *x.shape[1:])).astype("float32") for x in spec.inputs]
-    full = arrays if len(arrays) > 1 else arrays[0]
-    whole = max(_deviation(a, b) for a, b in zip(tf.nest.flatten(student(full)), tf.nest.flatten(spec(full)),
-                                                 strict=True))
-    return {"layer": layer, "outputs": whole}
+    with unfilled_weights(tf):
+        if transplant(pairs, rng, ordinal_namer(spec)):
+            return None
+        values = _spec_inputs(spec, rng)
+        layer = 0.0
+        for s, t in pairs:
+            if kind(producer(s)) != "InputLayer" and id(s) not in values:
+                values[id(s)] = recompute(s, values)
+                layer = max(layer, _deviation(recompute(t, _their_inputs(s, t, values)), values[id(s)]))
+        arrays = [rng.standard_normal((BATCH, *x.shape[1:])).astype("float32") for x in spec.inputs]
+        full = arrays if len(arrays) > 1 else arrays[0]
+        whole = max(_deviation(a, b) for a, b in zip(tf.nest.flatten(student(full)), tf.nest.flatten(spec(full)),
+                                                     strict=True))
+        return {"layer": layer, "outputs": whole}
 
 
 # -- matching the two graphs ----------------------------------------------------------
