@@ -82,6 +82,21 @@ def format_table(students: dict[str, str], db_url: str = DB_URL) -> str:
 def failure_reasons(student: str, autograded: Path = AUTOGRADED) -> dict[str, str]:
     """The error message of each failed graded cell in ``student``'s autograded notebook."""
     path = autograded / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    # The summary is refreshed after every graded submission: reading every notebook of the class each
+    # time would cost a whole class's reading per submission, so a notebook is read again only once changed.
+    info = path.stat()
+    stamp = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+    known = _REASONS.get(path)
+    if known is None or known[0] != stamp:
+        known = _REASONS[path] = (stamp, _read_reasons(path))
+    return dict(known[1])
+
+
+# What ``failure_reasons`` read, per notebook, with the times, size and inode of the file it read.
+_REASONS: dict[Path, tuple[tuple[int, ...], dict[str, str]]] = {}
+
+
+def _read_reasons(path: Path) -> dict[str, str]:
     reasons = {}
     for cell in nbformat.read(path, as_version=4).cells:
         grade_id = nbgrader_meta(cell).get("grade_id")

@@ -495,7 +495,9 @@ def specification_network(name: str) -> tuple[tf.keras.Model, dict | None]:
         except (OSError, ValueError, KeyError):
             raise CheckFailed(f"{SPECIFICATION_FILE.name} is missing or damaged next to spec_checks.py; copy it "
                               "again from the assignment folder.") from None
-        _specification[name] = (tf.keras.models.model_from_json(json.dumps(stored["model"])), stored["calls"])
+        # The functional checks give it weights of their own: drawing initial ones would be wasted.
+        with probe.unfilled_weights(tf):
+            _specification[name] = (tf.keras.models.model_from_json(json.dumps(stored["model"])), stored["calls"])
     return _specification[name]
 
 
@@ -504,7 +506,8 @@ def in_float32(model: tf.keras.Model) -> tf.keras.Model:
     if all(getattr(getattr(op, "dtype_policy", None), "name", "float32") == "float32" for op in model.operations):
         return model
     config = functional_checks.float32_config(json.loads(model.to_json()))
-    return tf.keras.models.model_from_json(json.dumps(config))
+    with probe.unfilled_weights(tf):
+        return tf.keras.models.model_from_json(json.dumps(config))
 
 
 def _computes_as_specified(function: str, model: tf.keras.Model, call: str, aspect: str, context: str) -> None:
@@ -526,7 +529,7 @@ def _conv_model(conv_block, call: dict) -> tf.keras.Model:
 def _conv_judged(conv_block, name: str, aspect: str) -> None:
     call = VISIBLE_CALLS[name]
     kw = call["kwargs"]
-    model = _conv_model(conv_block, call)
+    model = probe.unfilled_or_as_usual(tf, lambda: _conv_model(conv_block, call))
     if kw is None:
         judge_conv_defaults(model, EXAMPLE_INPUT)
         context = "conv_block(inputs) with the default arguments"
@@ -549,9 +552,12 @@ def _conv_options(conv_block) -> str:
 
 
 def _upsampling_model(upsampling_block) -> tf.keras.Model:
-    e_shape, c_shape, f = UPSAMPLING_EXAMPLE
-    expansive, contractive = layers.Input(e_shape), layers.Input(c_shape)
-    return tf.keras.Model([expansive, contractive], upsampling_block(expansive, contractive, f))
+    def build() -> tf.keras.Model:
+        e_shape, c_shape, f = UPSAMPLING_EXAMPLE
+        expansive, contractive = layers.Input(e_shape), layers.Input(c_shape)
+        return tf.keras.Model([expansive, contractive], upsampling_block(expansive, contractive, f))
+
+    return probe.unfilled_or_as_usual(tf, build)
 
 
 def _upsampling_layers(upsampling_block) -> str:
@@ -570,7 +576,7 @@ def _upsampling_wiring(upsampling_block) -> str:
 
 def _recorded_unet(unet_model) -> tuple[tf.keras.Model, dict, str]:
     context = unet_context(*UNET_EXAMPLE)
-    model, calls = probe.record_unet(tf, unet_model, *UNET_EXAMPLE)
+    model, calls = probe.unfilled_or_as_usual(tf, lambda: probe.record_unet(tf, unet_model, *UNET_EXAMPLE))
     expect(isinstance(model, tf.keras.Model),
            f"{context}: unet_model must return a tf.keras.Model, it returned {type(model).__name__}.")
     return model, calls, context
