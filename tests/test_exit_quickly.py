@@ -1,0 +1,54 @@
+"""A grading process ends without a last walk over its objects (``grader.engine.exit_quickly``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from grader.course import ROOT
+
+# A reference cycle whose finalizer says when the collector freed it, and a file written and closed as grading does.
+PROGRAM = """
+import sys
+sys.path.insert(0, {root!r})
+if {install}:
+    from grader.engine.exit_quickly import install
+    install()
+    install()  # twice: still one handler
+
+
+class Node:
+    def __del__(self):
+        print("collected at exit", flush=True)
+
+
+node = Node()
+node.me = node
+with open({path!r}, "w") as f:
+    f.write("graded")
+print("done", flush=True)
+"""
+
+
+def run(tmp_path, install: bool) -> str:
+    path = tmp_path / f"out-{install}.txt"
+    program = PROGRAM.format(root=str(ROOT), install=install, path=str(path))
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert path.read_text() == "graded"
+    return result.stdout
+
+
+def test_the_last_collection_leaves_the_processs_objects_alone(tmp_path):
+    assert run(tmp_path, install=False).split() == ["done", "collected", "at", "exit"]
+    assert run(tmp_path, install=True).split() == ["done"]
+
+
+def test_the_course_configuration_installs_it():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import atexit, gc\n"
+                               "from traitlets.config.loader import PyFileConfigLoader\n"
+                               f"PyFileConfigLoader('nbgrader_config.py', path={str(ROOT)!r}).load_config()\n"
+                               "from grader.engine import exit_quickly\n"
+                               "print(exit_quickly._installed)"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split()[-1] == "True"
