@@ -66,3 +66,26 @@ def test_an_edited_template_is_compiled_again(tmp_path: Path, compiled):
     assert "first version: 2 cells" in page()
     (folder / "index.html.j2").write_text("second version: {{ nb.cells | length }} cells")
     assert "second version: 2 cells" in page()
+
+
+def test_remembered_filters_make_exactly_the_page_nbconvert_makes(monkeypatch):
+    """Markdown, highlighted code and sanitised HTML served from memory; every changed input rendered afresh."""
+    from nbconvert.exporters import HTMLExporter
+
+    monkeypatch.setattr(feedback_page, "REMEMBERED", feedback_page._Remembered())
+    attached = new_markdown_cell("![plot](attachment:p.png)",
+                                 attachments={"p.png": {"image/png": "iVBORw0KGgo="}})
+
+    def pages(markdown: str, code: str, metadata: dict) -> tuple[str, str]:
+        cells = [new_markdown_cell(markdown), new_code_cell(code, metadata=metadata), attached]
+        text = nbformat.writes(new_notebook(cells=cells))
+        ours = FeedbackExporter().from_notebook_node(nbformat.reads(text, as_version=4))[0]
+        theirs = HTMLExporter().from_notebook_node(nbformat.reads(text, as_version=4))[0]
+        return without_ids(ours), without_ids(theirs)
+
+    for markdown, code, metadata in [("# One", "x = 1", {}), ("# One", "x = 1", {}), ("# Two", "x = 1", {}),
+                                     ("# Two", "x = 2", {}), ("# Two", "x = 2", {"magics_language": "bash"}),
+                                     ("<script>alert(1)</script> *Two*", "x = 2", {})]:
+        ours, theirs = pages(markdown, code, metadata)
+        assert ours == theirs, (markdown, code, metadata)
+    assert len(feedback_page.REMEMBERED._results) > 3

@@ -38,6 +38,7 @@ from grader.course import ASSIGNMENT, NOTEBOOK, ROOT
 from grader.dev.examples import fill, solutions_for
 from grader.dev.scratch_course import Course
 from grader.student_side import ASSIGNMENT_DIR
+from hub.grade_on_submit.pipeline import feedback_copy
 from hub.grade_on_submit.queue import GRADED, Submission
 from hub.grade_on_submit.regrade_store import (
     APPLIED,
@@ -54,8 +55,8 @@ from hub.grade_on_submit.regrade_store import (
 from hub.grade_on_submit.service import GradingService
 from hub.grade_on_submit.settings import Settings
 from tests.conftest import throwaway_user
+from tests.exchange_harness import exchange, submit_as
 from tests.postgres import another_database, postgres_server
-from tests.test_grade_on_submit_dask import exchange, submit_as
 from tests.test_regrade_course import LENIENT, submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
@@ -167,9 +168,13 @@ def test_before_the_change_the_dask_workers_grade_with_the_course_as_it_was(week
     week.drive(lambda: len(week.graded()) == 1, "the first submission graded on Dask")
     [row] = week.graded()
     totals = week.totals()
-    assert row.worker.startswith("dask-") and week.service.workers == {}
+    # A Dask task graded it, once; no local worker process was started.
+    assert row.worker.startswith("dask-") and row.attempts == 1 and week.service.workers == {}
     assert totals["reference"] == 100 and totals["bug_conv_block"] < 100
     assert row.score == totals[week.student] == totals["bug_conv_block"]
+    assert f"Score: {row.score:.1f} / 100.0" in feedback_copy(week.course.root, row.id).read_text()
+    # Released to the student, once.
+    assert len(list((week.inbound.parent / "feedback").glob("*.html"))) == 1
 
 
 def test_a_preview_on_dask_moves_exactly_one_student_and_a_submission_meanwhile_is_graded_with_the_new_course(week):

@@ -9,16 +9,27 @@ and file, and reused only while a checksum of the template's source matches,
 so an edited template is compiled afresh.  This cache is in memory, for this
 process and this exporter class only (every environment it serves is made the
 same way).  ``nbgrader_config.py`` makes it ``GenerateFeedback``'s exporter.
+
+Most of a feedback page is the same for every student: the instructions,
+the locked cells, the hidden tests' results.  Sanitising HTML (bleach),
+rendering Markdown and highlighting code were half of what was left of a
+page's time, so the exporter remembers what those three filters made, by
+everything their result depends on (``_Remembered``).
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from jinja2 import BytecodeCache
+from jinja2 import BytecodeCache, pass_context
 from jinja2.bccache import Bucket
 from nbconvert.exporters import HTMLExporter
+from nbconvert.filters import Highlight2HTML
+from nbconvert.filters.strings import clean_html
 
 
 class InMemoryBytecode(BytecodeCache):
@@ -43,11 +54,70 @@ class InMemoryBytecode(BytecodeCache):
 COMPILED = InMemoryBytecode()
 
 
+class _Remembered:
+    """The last ``size`` results of pure functions, by a key that holds everything a result depends on."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._results: OrderedDict[Hashable, str] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], str]) -> str:
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        result = make()
+        with self._lock:
+            self._results[key] = result
+            while len(self._results) > self._size:
+                self._results.popitem(last=False)
+        return result
+
+
+REMEMBERED = _Remembered()
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
 class FeedbackExporter(HTMLExporter):
-    """``HTMLExporter`` whose Jinja environment keeps compiled templates in ``COMPILED``."""
+    """``HTMLExporter`` that keeps compiled templates in ``COMPILED`` and repeated filter results in ``REMEMBERED``."""
 
     @property
     def environment(self) -> Any:
         environment = super().environment
         environment.bytecode_cache = COMPILED
         return environment
+
+    def default_filters(self) -> Any:
+        for name, function in super().default_filters():
+            yield name, (self._clean_html if name == "clean_html" else function)
+
+    @staticmethod
+    def _clean_html(element: Any) -> str:
+        text = element.decode() if isinstance(element, bytes) else str(element)
+        return REMEMBERED.get(("clean_html", text), lambda: clean_html(text))
+
+    @pass_context
+    def markdown2html(self, context: Any, source: str) -> str:
+        # What nbconvert's filter reads besides the source: the cell's attachments, the notebook's folder, settings.
+        key = ("markdown2html", source, _text(context.get("cell", {}).get("attachments", {})),
+               _text(context.get("resources", {}).get("metadata", {}).get("path", "")),
+               _text([self.embed_images, self.anchor_link_text, self.exclude_anchor_links, self.lexer_options]))
+        return REMEMBERED.get(key, lambda: super(FeedbackExporter, self).markdown2html(context, source))
+
+    def from_notebook_node(self, nb: Any, resources: dict | None = None, **kw: Any) -> Any:
+        # nbconvert makes its code highlighter here, for the notebook's language; it uses a configured one instead.
+        info = nb.metadata.get("language_info", {})
+        lexer = info.get("pygments_lexer", info.get("name", None))
+        if "highlight_code" not in self.filters:
+            plain = Highlight2HTML(pygments_lexer=lexer, parent=self)
+
+            def highlight_code(source: str, language: str | None = None, metadata: Any = None) -> str:
+                key = ("highlight_code", source, _text([lexer, language, metadata, plain.extra_formatter_options]))
+                return REMEMBERED.get(key, lambda: plain(source, language=language, metadata=metadata))
+
+            self.filters = {**self.filters, "highlight_code": highlight_code}
+        return super().from_notebook_node(nb, resources, **kw)
