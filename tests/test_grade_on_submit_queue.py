@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from grader.course import ROOT
 from hub.grade_on_submit import views
 from hub.grade_on_submit.inbox import parse_name
 from hub.grade_on_submit.policy import Policy, PolicyError, PolicyFile, parse
@@ -420,3 +424,14 @@ def test_held_feedback_is_released_after_each_students_own_due_date(queue, tmp_p
     assert everyone.command()[-2:] == ["release_feedback", "hw"]
     # No due date at all: the feedback waits for the instructor's own release.
     assert releases_due(queue.unreleased(), lambda a: None, {}, due) == []
+
+
+def test_a_worker_dates_the_checks_it_holds_from_when_its_process_began():
+    """A regrade stops workers that began before it; one that began earlier but was slow to start stops too."""
+    before = time.time()
+    program = ("import time\nfirst = time.time()\ntime.sleep(0.5)\n"
+               "from hub.grade_on_submit.worker import process_started\nprint(first, process_started())")
+    out = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True)
+    first, began = map(float, out.stdout.split())
+    # Clock ticks are 10 ms long; the process began after this test asked for it and before its first line ran.
+    assert before - 0.02 <= began <= first + 0.02

@@ -312,3 +312,43 @@ def test_a_grading_worker_stops_when_a_regrade_is_asked_for_so_a_fresh_one_grade
     worker.run("w1", settings, keep_going)
     # Idle polls (no submission, no regrade row) until the regrade is asked for; then it returns at once.
     assert len(calls) == 3
+
+
+def test_a_regrade_asked_for_while_a_worker_was_starting_stops_it_too(tmp_path, monkeypatch):
+    """The worker's checks are as old as its process: a regrade after the process began but before the worker
+    was ready (its start-up is slow on a busy machine) stops it at its first look."""
+    from grader.engine import grading
+    from hub.grade_on_submit import worker
+    from hub.grade_on_submit.settings import Settings
+
+    monkeypatch.setattr(grading, "machine_problem", lambda setup: None)
+    settings = Settings(tmp_path, tmp_path / "inbound", f"sqlite:///{tmp_path / 'queue.sqlite'}", poll_seconds=0.01)
+    RegradeRecords(open_engine(settings.queue_url)).create("a1", "prof", "everyone", False, [])
+    assert worker.process_started() < RegradeTasks(open_engine(settings.queue_url)).latest_request()
+    calls = []
+    worker.run("w1", settings, lambda: calls.append(1) or len(calls) < 10)
+    assert len(calls) == 1
+
+
+def test_workers_starting_together_on_postgresql_all_find_the_regrade_tables():
+    import threading
+
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        start, failed = threading.Barrier(8), []
+
+        def open_them() -> None:
+            engine = open_engine(url)
+            start.wait()
+            try:
+                RegradeTasks(engine)
+            except Exception as err:  # noqa: BLE001 - what a worker would have died of
+                failed.append(err)
+
+        threads = [threading.Thread(target=open_them) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failed == []

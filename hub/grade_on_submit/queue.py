@@ -50,6 +50,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 QUEUED, GRADING, GRADED, FAILED, SUPERSEDED = "queued", "grading", "graded", "failed", "superseded"
 # A row in these states will be graded, or has been: it takes one of the student's gradings per hour.
@@ -145,8 +146,26 @@ def open_engine(url: str) -> Engine:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
 
-    metadata.create_all(engine)
+    create_missing(metadata, engine)
     return engine
+
+
+def create_missing(tables: MetaData, engine: Engine, tries: int = 4) -> None:
+    """Make those of ``tables`` that do not exist yet; another process making them at the same moment is no error.
+
+    Every grading worker opens the database as it starts, and workers start
+    together: PostgreSQL refuses the second of two simultaneous ``CREATE
+    TABLE``s of one name (a worker died of it at start-up), so a refused
+    creation is tried again, and then finds the table made.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            tables.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == tries:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 class Queue:

@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text, and_, func, or_, select, update
 from sqlalchemy.engine import Engine
 
+from hub.grade_on_submit.queue import create_missing
+
 QUEUED, GRADING, PREVIEWED, FAILED = "queued", "grading", "previewed", "failed"
 TO_APPLY, APPLYING, APPLIED = "to_apply", "applying", "applied"
 UNCHANGED, KEPT, SKIPPED = "unchanged", "kept", "skipped"
@@ -106,7 +108,7 @@ class StudentRow:
 
 def open_regrades(engine: Engine) -> Engine:
     """``engine`` (the grading queue's), with the regrade tables made if missing."""
-    metadata.create_all(engine)
+    create_missing(metadata, engine)
     return engine
 
 

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from grader.engine.grading import CourseSetup
 from hub.grade_on_submit.parent_death import die_with_parent
@@ -81,6 +82,20 @@ def work_on(queue: Queue, settings: Settings, policies: PolicyFile, row: Submiss
         log.warning("submission %s was taken over by another worker; its outcome stands", row.folder)
 
 
+def process_started() -> float:
+    """When this process began, by the wall clock (from ``/proc``; elsewhere, when this module was imported)."""
+    try:
+        # /proc/self/stat: after the command's closing parenthesis, field 22 (starttime) is the 20th.
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        since_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
 def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = None) -> None:
     """Claim and grade submissions while ``keep_going()`` (by default: while the service that started it lives)."""
     parent = os.getppid()
@@ -106,7 +121,10 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
     name = f"{name}@{socket.gethostname()}:{os.getpid()}"
     log.info("worker %s ready", name)
     regrades = regrade_worker(queue, settings)
-    started = time.time()
+    # The course's checks this process holds are as old as the process, not as the end of its start-up:
+    # a worker launched just before the instructor's change, and ready just after the regrade was asked
+    # for, must stop too (on a busy machine its start-up took longer than the change).
+    started = process_started()
     while keep_going():
         if regrades.tasks.latest_request() > started:
             # A regrade means the course changed: the next submission is graded by a worker that
