@@ -62,6 +62,13 @@ def test_no_initial_weight_is_drawn_and_none_is_left_to_fill(reference, monkeypa
         checks.judge(grade_id, evidence)
     assert drawn == []
     assert pending() == before
+    # Nor by the notebook's visible checks, which build the student's example networks and the specification's.
+    import spec_checks
+
+    for function, aspect in spec_checks.VISIBLE:
+        spec_checks.visible_check(function, aspect, reference)
+    assert drawn == []
+    assert pending() == before
     # Outside, Keras builds and fills as always.
     tf.keras.layers.Conv2D(2, 3, kernel_initializer="he_normal")(tf.keras.layers.Input((4, 4, 1)))
     assert len(drawn) == 1
