@@ -13,6 +13,11 @@ does not list, or a call argument (``Dropout(...)(x, training=True)``), can
 still change the result.  So the oracle also runs both models, the way Keras
 runs them, with the same weights: ``model(x)`` must give the same outputs,
 and ``model(x, training=True)`` must be random in the same outputs.
+
+The student's networks are built without drawing initial weights
+(``probe.unfilled_weights``, which builds the same networks:
+``tests/test_unfilled_weights.py``), as the grader builds them; the weights
+they run on are the reference's, given for the run only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from probe import unfilled_weights
 
 # Enough points to tell relu, linear, softmax, sigmoid, elu ... apart.
 _ACTIVATION_PROBE = np.array([[-3.0, -1.0, -0.25, 0.0, 0.5, 2.0, 7.0]], dtype="float32")
@@ -127,9 +134,12 @@ def computes_alike(model: tf.keras.Model, reference: tf.keras.Model, seed: int =
         _RUNS[id(reference)] = (weights, x, _run(reference, x))
     weights, x, (expected, random) = _RUNS[id(reference)]
     ours = _keys(model)[1]
-    for key, values in weights.items():
-        ours[key].set_weights(values)
-    predicted, trained = _run(model, x)
+    # The student's model is built without drawing initial weights (``same_network``): it runs on the
+    # reference's weights given for this run only, the way Keras itself runs a model on given weights.
+    given = [(variable, value) for key, values in weights.items()
+             for variable, value in zip(ours[key].weights, values, strict=True)]
+    with tf.keras.StatelessScope(state_mapping=given, initialize_variables=False):
+        predicted, trained = _run(model, x)
     return trained == random and all(np.allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
                                      for a, b in zip(predicted, expected, strict=True))
 
@@ -166,7 +176,8 @@ def same_network(student: dict, reference: dict, function: str, cases: list[dict
     build = BUILDERS[function]
     for args in cases:
         try:
-            model = build(student[function], args)
+            with unfilled_weights(tf):
+                model = build(student[function], args)
             got = describe(model)
         except Exception:  # noqa: BLE001 - code that cannot build the network does not build it
             return False
