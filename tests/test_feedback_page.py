@@ -89,3 +89,30 @@ def test_remembered_filters_make_exactly_the_page_nbconvert_makes(monkeypatch):
         ours, theirs = pages(markdown, code, metadata)
         assert ours == theirs, (markdown, code, metadata)
     assert len(feedback_page.REMEMBERED._results) > 3
+
+
+def test_one_exporter_highlights_each_notebook_in_its_own_language(monkeypatch):
+    """nbgrader reuses one exporter for a whole batch: each notebook's language_info still decides."""
+    from nbconvert.exporters import HTMLExporter
+
+    monkeypatch.setattr(feedback_page, "REMEMBERED", feedback_page._Remembered())
+    ours = FeedbackExporter()
+    for lexer in ("ipython3", "bash", "ipython3"):
+        nb = new_notebook(cells=[new_code_cell("echo $HOME # x = [1, 2]")],
+                          metadata={"language_info": {"name": lexer, "pygments_lexer": lexer}})
+        text = nbformat.writes(nb)
+        page = ours.from_notebook_node(nbformat.reads(text, as_version=4))[0]
+        theirs = HTMLExporter().from_notebook_node(nbformat.reads(text, as_version=4))[0]
+        assert without_ids(page) == without_ids(theirs)
+
+
+def test_what_is_remembered_stays_within_its_budget():
+    remembered = feedback_page._Remembered(budget=400)
+    for n in range(50):
+        assert remembered.get(("f", str(n)), lambda n=n: "x" * (n + 20)) == "x" * (n + 20)
+    assert 0 < remembered._held <= 400
+    assert remembered._held == sum(size for _, size in remembered._results.values())
+    # The newest are kept; a result larger than a quarter of the budget is not kept at all.
+    assert ("f", "49") in remembered._results and ("f", "0") not in remembered._results
+    remembered.get(("big",), lambda: "y" * 200)
+    assert ("big",) not in remembered._results

@@ -53,9 +53,10 @@ def test_the_evidence_is_what_the_probe_gathers_with_weights_drawn(reference, mo
 
 def test_no_initial_weight_is_drawn_and_none_is_left_to_fill(reference, monkeypatch):
     drawn = []
-    he_normal = tf.keras.initializers.HeNormal.__call__
-    monkeypatch.setattr(tf.keras.initializers.HeNormal, "__call__",
-                        lambda self, *a, **k: drawn.append(a) or he_normal(self, *a, **k))
+    # He-normal (the exercises') and Glorot (Keras' default, the probe's stand-in blocks) are both VarianceScaling.
+    scaled = tf.keras.initializers.VarianceScaling.__call__
+    monkeypatch.setattr(tf.keras.initializers.VarianceScaling, "__call__",
+                        lambda self, *a, **k: drawn.append(a) or scaled(self, *a, **k))
     before = pending()
     evidence = Evidence(collect(reference, probe_request()))
     for grade_id in checks.CHECKS:
@@ -105,3 +106,28 @@ def test_a_weight_read_inside_is_drawn_fresh_and_an_assignment_holds_only_inside
         assert np.array_equal(np.asarray(layer(np.ones((1, 2), "float32"))), np.zeros((1, 3)))
     with pytest.raises(AttributeError):
         layer.kernel.assign(np.zeros((2, 3), "float32"))
+
+
+def test_how_a_block_reads_an_unusual_spelling_is_the_same_when_it_needs_a_weights_value(monkeypatch):
+    """The student's own conv_block is asked how it reads unusual arguments; inside the unfilled build a block
+    that needs a weight's value fails, and the whole call is built again as usual rather than read as 'no answer'."""
+    made = "    tf.keras.Variable(np.zeros(2, 'float32'))\n"
+    code = reference_solutions()
+    code["conv_block"] = code["conv_block"].replace("    conv = Conv2D(", made + "    conv = Conv2D(", 1)
+    # The fourth block gets its rate as a numpy number and the bottleneck its pooling as None: unusual spellings.
+    code["unet_model"] = code["unet_model"].replace("dropout_prob=0.3)", "dropout_prob=np.float32(0.3))", 1)
+    code["unet_model"] = code["unet_model"].replace("max_pooling=False)", "max_pooling=None)", 1)
+    assert "np.float32(0.3)" in code["unet_model"] and "max_pooling=None" in code["unet_model"]
+    request = probe_request()
+    request["cases"] = [c for c in request["cases"] if c["function"] == "unet_model"]
+    unfilled = collect(notebook_namespace(code), request)
+
+    @contextmanager
+    def drawn(tf):
+        yield
+
+    monkeypatch.setattr(probe, "unfilled_weights", drawn)
+    filled = collect(notebook_namespace(code), request)
+    readings = [call["own_block"] for case in unfilled["cases"].values() for call in case["down"]]
+    assert "same" in readings, readings
+    assert without_names(unfilled) == without_names(filled)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from jinja2 import BytecodeCache, pass_context
@@ -55,23 +55,31 @@ COMPILED = InMemoryBytecode()
 
 
 class _Remembered:
-    """The last ``size`` results of pure functions, by a key that holds everything a result depends on."""
+    """Results of pure functions, by a key that holds everything a result depends on; the least used go first.
 
-    def __init__(self, size: int = 2048) -> None:
-        self._results: OrderedDict[Hashable, str] = OrderedDict()
-        self._size = size
+    Bounded by the characters it holds, keys included (an output's HTML can be
+    large), so that a worker running for weeks keeps at most ``budget``.
+    """
+
+    def __init__(self, budget: int = 32_000_000) -> None:
+        self._results: OrderedDict[tuple[str, ...], tuple[str, int]] = OrderedDict()
+        self._budget, self._held = budget, 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, make: Callable[[], str]) -> str:
+    def get(self, key: tuple[str, ...], make: Callable[[], str]) -> str:
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
-                return self._results[key]
+                return self._results[key][0]
         result = make()
+        size = len(result) + sum(map(len, key))
         with self._lock:
-            self._results[key] = result
-            while len(self._results) > self._size:
-                self._results.popitem(last=False)
+            if key not in self._results and size <= self._budget // 4:
+                self._results[key] = (result, size)
+                self._held += size
+                while self._held > self._budget:
+                    _, (_, dropped) = self._results.popitem(last=False)
+                    self._held -= dropped
         return result
 
 
@@ -102,22 +110,26 @@ class FeedbackExporter(HTMLExporter):
 
     @pass_context
     def markdown2html(self, context: Any, source: str) -> str:
-        # What nbconvert's filter reads besides the source: the cell's attachments, the notebook's folder, settings.
-        key = ("markdown2html", source, _text(context.get("cell", {}).get("attachments", {})),
-               _text(context.get("resources", {}).get("metadata", {}).get("path", "")),
+        # What nbconvert's filter reads besides the source: the cell's attachments, its settings, and the
+        # notebook's folder, which only embedded images read (each student's folder is another).
+        path = context.get("resources", {}).get("metadata", {}).get("path", "") if self.embed_images else None
+        key = ("markdown2html", source, _text(context.get("cell", {}).get("attachments", {})), _text(path),
                _text([self.embed_images, self.anchor_link_text, self.exclude_anchor_links, self.lexer_options]))
         return REMEMBERED.get(key, lambda: super(FeedbackExporter, self).markdown2html(context, source))
 
-    def from_notebook_node(self, nb: Any, resources: dict | None = None, **kw: Any) -> Any:
-        # nbconvert makes its code highlighter here, for the notebook's language; it uses a configured one instead.
-        info = nb.metadata.get("language_info", {})
-        lexer = info.get("pygments_lexer", info.get("name", None))
-        if "highlight_code" not in self.filters:
-            plain = Highlight2HTML(pygments_lexer=lexer, parent=self)
+    def register_filter(self, name: str, jinja_filter: Any) -> Any:
+        # nbconvert registers a code highlighter for each notebook, for its language: remember what it makes.
+        if name == "highlight_code" and isinstance(jinja_filter, Highlight2HTML):
+            jinja_filter = _remembering(jinja_filter)
+        return super().register_filter(name, jinja_filter)
 
-            def highlight_code(source: str, language: str | None = None, metadata: Any = None) -> str:
-                key = ("highlight_code", source, _text([lexer, language, metadata, plain.extra_formatter_options]))
-                return REMEMBERED.get(key, lambda: plain(source, language=language, metadata=metadata))
 
-            self.filters = {**self.filters, "highlight_code": highlight_code}
-        return super().from_notebook_node(nb, resources, **kw)
+def _remembering(highlighter: Highlight2HTML) -> Callable[..., str]:
+    """``highlighter``, its results remembered by the source, language, cell metadata and its own settings."""
+
+    def highlight_code(source: str, language: str | None = None, metadata: Any = None) -> str:
+        key = ("highlight_code", source, _text([highlighter.pygments_lexer, language, metadata,
+                                                highlighter.extra_formatter_options]))
+        return REMEMBERED.get(key, lambda: highlighter(source, language=language, metadata=metadata))
+
+    return highlight_code

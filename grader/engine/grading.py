@@ -124,12 +124,12 @@ def warm_up_checks() -> None:
     their own notebook only. (The evidence is gathered here, from the
     instructor's reference solutions: no student code runs in this process.)
     """
-    from grader.course import reference_namespace
     from grader.engine.checks import CHECKS, Evidence, judge, probe_request
+    from grader.engine.specification import reference_functions
     from probe import collect
 
     try:
-        evidence = Evidence(collect(reference_namespace(), probe_request()))
+        evidence = Evidence(collect(reference_functions(), probe_request()))
         for grade_id in CHECKS:
             judge(grade_id, evidence)
     except Exception as err:  # noqa: BLE001 - grading itself says what is wrong, per submission
