@@ -131,3 +131,16 @@ def test_how_a_block_reads_an_unusual_spelling_is_the_same_when_it_needs_a_weigh
     readings = [call["own_block"] for case in unfilled["cases"].values() for call in case["down"]]
     assert "same" in readings, readings
     assert without_names(unfilled) == without_names(filled)
+
+
+def test_a_unet_that_runs_out_of_time_is_not_run_again_and_keeps_the_blocks_it_built():
+    # Run again after its time-out, the endless loop would have no time limit left: this test would never end.
+    code = reference_solutions()
+    first = "    cblock1 = conv_block(inputs, n_filters)\n"
+    assert first in code["unet_model"]
+    code["unet_model"] = code["unet_model"].replace(first, first + "    while True:\n        pass\n", 1)
+    request = probe_request(seconds_per_call=0.5)
+    request["cases"] = [c for c in request["cases"] if c["function"] == "unet_model"][:1]
+    [answer] = collect(notebook_namespace(code), request)["cases"].values()
+    assert "took longer than the time allowed" in answer["error"]
+    assert len(answer["partial"]["down"]) == 1
