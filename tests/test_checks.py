@@ -175,18 +175,3 @@ def test_calls_that_sent_no_result_fail_with_the_reason(reference):
     assert judge("test_conv_block_default", Evidence(evidence)).startswith("conv_block:")
     with pytest.raises(checks.CheckFailed, match="this call could not be tested: testing your functions took longer"):
         judge("test_unet_encoder", Evidence(evidence))
-
-
-def test_warming_up_builds_every_specification_network_and_never_raises(monkeypatch, caplog):
-    from grader.engine import grading, specification
-
-    monkeypatch.setattr(specification, "_BUILT", {})
-    grading.warm_up_checks()
-    assert set(specification._BUILT) == {case.key for check in CHECKS.values() for case in check.cases}
-
-    def broken(grade_id, evidence, memo=False):
-        raise RuntimeError("a check that cannot run")
-
-    monkeypatch.setattr(checks, "judge", broken)
-    grading.warm_up_checks()
-    assert "warming up the checks failed (RuntimeError: a check that cannot run)" in caplog.text

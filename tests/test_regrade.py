@@ -299,7 +299,6 @@ def test_a_grading_worker_stops_when_a_regrade_is_asked_for_so_a_fresh_one_grade
     from hub.grade_on_submit.settings import Settings
 
     monkeypatch.setattr(grading, "machine_problem", lambda setup: None)
-    monkeypatch.setattr(grading, "warm_up_checks", lambda: None)
     settings = Settings(tmp_path, tmp_path / "inbound", f"sqlite:///{tmp_path / 'queue.sqlite'}", poll_seconds=0.01)
     records = RegradeRecords(open_engine(settings.queue_url))
     calls = []
@@ -323,7 +322,6 @@ def test_a_regrade_asked_for_while_a_worker_was_starting_stops_it_too(tmp_path, 
     from hub.grade_on_submit.settings import Settings
 
     monkeypatch.setattr(grading, "machine_problem", lambda setup: None)
-    monkeypatch.setattr(grading, "warm_up_checks", lambda: None)
     settings = Settings(tmp_path, tmp_path / "inbound", f"sqlite:///{tmp_path / 'queue.sqlite'}", poll_seconds=0.01)
     RegradeRecords(open_engine(settings.queue_url)).create("a1", "prof", "everyone", False, [])
     assert worker.process_started() < RegradeTasks(open_engine(settings.queue_url)).latest_request()

@@ -114,29 +114,6 @@ def start_kernel_template(setup: CourseSetup) -> None:
         ready_template(find_data(Path(setup.course_root) / "autograded"), logging.getLogger(__name__))
 
 
-def warm_up_checks() -> None:
-    """Run every check once on the reference solutions' own evidence, in this process; never raises.
-
-    A process's first grading paid about a second more than the next ones:
-    the specification's networks are built once per process, and TensorFlow
-    makes each operation's kernels on first use. A grading service's worker
-    calls this as it starts, so that the first student it grades waits for
-    their own notebook only. (The evidence is gathered here, from the
-    instructor's reference solutions: no student code runs in this process.)
-    """
-    from grader.engine.checks import CHECKS, Evidence, judge, probe_request
-    from grader.engine.specification import reference_functions
-    from probe import collect
-
-    try:
-        evidence = Evidence(collect(reference_functions(), probe_request()))
-        for grade_id in CHECKS:
-            judge(grade_id, evidence)
-    except Exception as err:  # noqa: BLE001 - grading itself says what is wrong, per submission
-        logging.getLogger(__name__).warning("warming up the checks failed (%s: %s); the first grading pays for it",
-                                            type(err).__name__, err)
-
-
 def grade_submission(setup: CourseSetup, student: str) -> GradingResult:
     """Autograde ``student``'s submission of ``setup.assignment`` in this process.
 

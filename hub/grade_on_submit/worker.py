@@ -106,7 +106,7 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
     policies = PolicyFile(settings.policy_path)
     # Reads nbgrader's configuration and imports TensorFlow now, not on the first submission; and,
     # as `nbgrader autograde` does, refuses to grade on a machine whose sandbox or limits do not work.
-    from grader.engine.grading import machine_problem, start_kernel_template, warm_up_checks
+    from grader.engine.grading import machine_problem, start_kernel_template
 
     notice = settings.course_root / MACHINE_PROBLEM
     while (problem := machine_problem(CourseSetup(str(settings.course_root), settings.gradebook_url))) is not None:
@@ -117,7 +117,6 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
             return
     notice.unlink(missing_ok=True)
     start_kernel_template(CourseSetup(str(settings.course_root), settings.gradebook_url))
-    warm_up_checks()
     # Unique, so a worker started later under the same slot name never renews or finishes this one's work.
     name = f"{name}@{socket.gethostname()}:{os.getpid()}"
     log.info("worker %s ready", name)
