@@ -114,6 +114,7 @@ c.Spawner.environment = {
     "CARLA_DATA_DIR": str(hub.data),
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "UNET_VALIDATE_SECONDS": str(hub.validate_seconds),
+    "UNET_VALIDATE_KEEP_SECONDS": str(hub.validate_keep_seconds),
 }
 # Importing nothing heavy, a server is up in seconds; allow for a busy machine.
 c.Spawner.start_timeout = 120

@@ -63,6 +63,9 @@ class HubLayout:
     # Written into each account's comment field; `python -m hub remove` deletes only such accounts.
     account_tag: str = "unet-hub demo account"
     validate_seconds: int = 120
+    # How long a student's server keeps its Validate process (and the kernel template in it, some 500 MB)
+    # after the last press; 0: a process per press.
+    validate_keep_seconds: int = 600
     # Each person's server (hub/servers): memory, processes and CPUs of it and everything it starts
     # (docs/hub.md says how they were chosen), its private in-memory /tmp, and the size of each
     # home's own file system (0: homes stay as they are, e.g. where disk quotas hold them).

@@ -25,13 +25,17 @@ from hub.servers import homes
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDENT_PACKAGE = Path(__file__).resolve().parent / "student"
-# The part of the grading engine that Validate needs in a student's server:
-# no checks, no hidden tests, nothing students may not read.
+# The part of the grading engine that Validate needs in a student's server (its kernels are forked
+# from a template in the grading sandbox, which finds the data as the notebook does): no checks,
+# no hidden tests, nothing students may not read.
 VALIDATE_MODULES = [
     "grader/__init__.py", "grader/student_side.py", "grader/engine/__init__.py", "grader/engine/validate.py",
-    "grader/engine/kernel_sockets.py",
+    "grader/engine/kernel_sockets.py", "grader/engine/sandbox.py", "grader/engine/sandbox_fixes.py",
+    "grader/engine/template.py", "grader/engine/template_child.py", "grader/engine/cgroups.py",
+    "grader/engine/leftovers.py", "grader/engine/submission_limits.py",
     "grader/engine/private_api/__init__.py", "grader/engine/private_api/nbgrader_api.py",
     "grader/engine/private_api/nbclient_api.py", "grader/engine/private_api/jupyter_client_api.py",
+    "notebooks/unet_segmentation/carla_data.py",
 ]
 
 
@@ -180,6 +184,9 @@ c.IgnorePattern.pattern = {course_config.IgnorePattern.pattern!r}
 c.Execute.timeout = {course_config.Execute.timeout!r}
 # Well inside the Validate button's own limit, so the notebook's cells get the message.
 c.ValidateExecute.notebook_timeout = {max(30, layout.validate_seconds - 30)}
+# The server keeps its Validate process between presses (unet_hub.validate_handler): its kernels
+# are forked from one template, which imports TensorFlow once.
+c.ValidateExecute.template = {layout.kernel_template!r}
 install()
 ''')
     (grader / "nbgrader_config.py").write_text('''"""Grading on the hub (written by `python -m hub`)."""

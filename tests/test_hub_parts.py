@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from grader.course import NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill
 from hub.layout import HubLayout
 from hub.student.assignment_list import plain_message
-from hub.student.validate_handler import validate
+from hub.student.validate_handler import ValidateKeeper
 
 
 def test_a_layout_comes_back_as_it_was_saved(tmp_path):
@@ -43,6 +44,22 @@ def test_a_refusal_reads_as_the_exchanges_own_sentence():
     assert plain_message("something else") == "something else"
 
 
+def presses(keeper: ValidateKeeper, *paths: Path, seconds: float = 60, between: float = 0) -> list[dict]:
+    """What the Validate dialog says for each of ``paths``, pressed one after the other in one server."""
+    async def press_all() -> list[dict]:
+        answers = []
+        for path in paths:
+            answers.append(await keeper.validate(path, seconds))
+            pids.append(keeper.process.pid if keeper.process is not None else None)
+            await asyncio.sleep(between)
+        await keeper.close()
+        return answers
+
+    pids: list[int | None] = []
+    keeper.pids = pids  # type: ignore[attr-defined]  # the child after each press, for the tests
+    return asyncio.run(press_all())
+
+
 def test_validate_that_outlasts_its_limit_is_stopped_with_a_message(tmp_path):
     """The Validate button's own limit: the child process is stopped and the dialog says why."""
     source = nbformat.read(ROOT / "notebooks" / "unet_segmentation" / f"{NOTEBOOK}.ipynb", as_version=4)
@@ -50,19 +67,74 @@ def test_validate_that_outlasts_its_limit_is_stopped_with_a_message(tmp_path):
     code["conv_block"] = "while True:\n    pass\n\n\n" + code["conv_block"]
     path = tmp_path / "stuck.ipynb"
     nbformat.write(fill(source, code), path)
+    keeper = ValidateKeeper()
     started = time.monotonic()
-    answer = asyncio.run(validate(path, seconds=3))
+    [answer] = presses(keeper, path, seconds=3)
     assert time.monotonic() - started < 15
     assert answer["success"] is False
     assert answer["value"].startswith("Validate was stopped after 3 seconds: running stuck.ipynb takes too long.")
+    assert keeper.pids == [None]  # stopped with everything it started
 
 
-def test_validate_of_a_file_that_is_not_a_notebook_says_so(tmp_path):
-    path = tmp_path / "notes.ipynb"
-    path.write_text("these are my notes, not JSON")
-    answer = asyncio.run(validate(path, seconds=60))
-    assert answer["success"] is False
-    assert answer["value"].startswith("Validate could not check notes.ipynb (exit status 1). Is it a notebook")
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch) -> Path:
+    """A server's folder away from the repository, which the Validate child imports as the hub's lib."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    return tmp_path
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    return path
+
+
+def test_validate_of_a_file_that_is_not_a_notebook_says_so_and_the_next_press_is_answered(elsewhere):
+    tmp_path = elsewhere
+    notes = tmp_path / "notes.ipynb"
+    notes.write_text("these are my notes, not JSON")
+    keeper = ValidateKeeper(cwd=tmp_path)
+    answers = presses(keeper, notes, _notebook(tmp_path / "fine.ipynb", "x = 1"))
+    assert answers[0]["success"] is False
+    assert answers[0]["value"].startswith("Validate could not check notes.ipynb (it could not be read or run). "
+                                          "Is it a notebook"), answers[0]
+    assert answers[1] == {"success": True, "value": {}}
+    assert keeper.pids[0] == keeper.pids[1] is not None  # the same child answered both
+
+
+def test_the_validate_child_ends_when_left_alone_and_when_it_dies_the_next_press_starts_another(elsewhere):
+    tmp_path = elsewhere
+    keeper = ValidateKeeper(keep_seconds=0.5, cwd=tmp_path)
+    fine = _notebook(tmp_path / "fine.ipynb", "x = 1")
+    # Pressed again after the child's time: a new child; pressed at once: the same one.
+    presses(keeper, fine, fine, fine, between=0)
+    quick = keeper.pids
+    presses(keeper, fine, fine, between=2)
+    assert len(set(quick)) == 1 and keeper.pids[0] != keeper.pids[1]
+    for pid in {*quick, *keeper.pids}:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    # The kernel's parent is the child: killing it is the child dying mid-press.
+    dies = _notebook(tmp_path / "dies.ipynb", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+    keeper = ValidateKeeper(cwd=tmp_path)
+    answers = presses(keeper, dies, fine)
+    assert answers[0]["success"] is False and "its process ended" in answers[0]["value"], answers[0]
+    assert answers[1] == {"success": True, "value": {}}
+
+
+def test_presses_in_one_server_fork_their_kernels_from_one_template(elsewhere):
+    tmp_path = elsewhere
+    """The hub's students' setting: the child keeps a template, and each press's kernel is forked from it."""
+    (tmp_path / "nbgrader_config.py").write_text(
+        "from grader.engine.validate import install\n"
+        "c = get_config()  # noqa: F821\n"
+        "c.ValidateExecute.template = True\n"
+        "install()\n")
+    # The notebook imports nothing: TensorFlow is there only in a kernel forked from the template.
+    forked = _notebook(tmp_path / "forked.ipynb", "import sys\nassert 'tensorflow' in sys.modules")
+    keeper = ValidateKeeper(cwd=tmp_path)
+    answers = presses(keeper, forked, forked)
+    assert answers == [{"success": True, "value": {}}] * 2, answers
+    assert keeper.pids[0] == keeper.pids[1] is not None
 
 
 def test_nothing_students_load_holds_a_solution_or_a_hidden_test():

@@ -9,6 +9,14 @@ that did not run, saying which cell stopped the kernel and why; the
 validator then reports those cells as failed like any other.  A kernel that
 cuts its connections to Validate counts as dead (``kernel_sockets``).
 
+With ``template`` on, the kernel is forked from this process's kernel
+template, in the grading sandbox (``grader.engine.sandbox``), instead of
+starting Python and TensorFlow from nothing: a process that validates many
+notebooks (the hub's Validate, which keeps one such process per student
+server while it is used; ``nbgrader validate a.ipynb b.ipynb ...``) pays for
+the imports once.  It is off by default, because a process that validates
+once gains nothing and a long-lived server would hold the template for good.
+
 The validator's list of steps is not configurable, so ``install`` puts this
 step in place of nbgrader's (``private_api.nbgrader_api``);
 ``nbgrader_config.py`` calls it.
@@ -16,7 +24,10 @@ step in place of nbgrader's (``private_api.nbgrader_api``);
 
 from __future__ import annotations
 
+import contextlib
+import os
 import textwrap
+from pathlib import Path
 from time import monotonic
 from typing import Any
 
@@ -24,10 +35,11 @@ from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
-from traitlets import Enum, Integer
+from traitlets import Bool, Enum, Integer
 
 from grader.engine.kernel_sockets import WatchedKernelManager
 from grader.engine.private_api.nbgrader_api import replace_validator_step
+from grader.engine.sandbox import SandboxedKernelManager, SandboxUnavailable, check_available, find_data
 
 
 def _error(ename: str, message: str) -> NotebookNode:
@@ -41,6 +53,27 @@ def _first_line(cell: NotebookNode) -> str:
     return (lines[0].strip() if lines else "")[:60]
 
 
+# A folder Validate copies for a forked kernel holds at most this much (the sandbox's copy has 1 GiB), in
+# at most this many files and folders; counting stops there.
+COPY_BYTES = 256 * 2**20
+COPY_ENTRIES = 2000
+
+
+def _too_big_to_copy(folder: Path) -> str | None:
+    """Why ``folder`` is too big to be copied for each Validate, or None."""
+    size = entries = 0
+    for where, dirs, files in os.walk(folder):
+        entries += len(dirs) + len(files)
+        if entries > COPY_ENTRIES:
+            return f"it holds more than {COPY_ENTRIES} files and folders"
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(where, name)).st_size
+        if size > COPY_BYTES:
+            return f"it holds more than {COPY_BYTES // 2**20} MiB"
+    return None
+
+
 class ValidateExecute(Execute):
     """nbgrader's ``Execute`` for Validate: a dead kernel or a spent time budget becomes a message."""
 
@@ -50,9 +83,15 @@ class ValidateExecute(Execute):
         ["graceful", "immediate"], default_value="immediate",
         help="How the kernel ends after the last cell. Its outputs are in by then; a graceful shutdown "
              "waits for TensorFlow to tidy up, which took about 1.5 s of every Validate.").tag(config=True)
+    template = Bool(False, help="Fork each notebook's kernel from this process's kernel template, in the grading "
+                                "sandbox, so that TensorFlow is imported once per process, not once per notebook. "
+                                "Where the sandbox cannot run, the kernel starts as usual, with one log line "
+                                "saying why.").tag(config=True)
 
     _stopped: str | None = None
     _deadline = 0.0
+    _sandboxed: SandboxedKernelManager | None = None
+    _no_sandbox_said = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # A kernel that cuts its connections is a dead kernel with a message, not a wait for lost output.
@@ -67,6 +106,47 @@ class ValidateExecute(Execute):
         except DeadKernelError:
             # Raised again while shutting the dead kernel down; every cell already has its message.
             return nb, resources
+        finally:
+            if self._sandboxed is not None:
+                # nbclient has shut the kernel down (when it started at all); its copy of the folder goes.
+                self._sandboxed.cleanup_scratch()
+                self._sandboxed = None
+
+    def create_kernel_manager(self) -> Any:
+        """nbclient's kernel manager, or one whose kernel is forked from the template (``template``)."""
+        notebook_dir = Path(self.resources.get("metadata", {}).get("path") or ".").resolve()
+        if not self.template or not self._sandbox_runs_here():
+            return super().create_kernel_manager()
+        # The kernel gets a copy of the notebook's folder, as when grading; a folder too big for the
+        # copy (a notebook kept in a full home) is validated in place by a kernel started as usual.
+        if (why := _too_big_to_copy(notebook_dir)) is not None:
+            self.log.warning("Kernel template not used for %s, its kernel starts as usual: %s", notebook_dir, why)
+            return super().create_kernel_manager()
+        km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
+                                    use_template=True)
+        km.carla_dir = find_data(notebook_dir)
+        try:
+            # Validate runs the student's own code with their own rights and within their server's limits:
+            # the sandbox is the way to the template here, so it needs no control group of its own.
+            km.prepare(notebook_dir, whole_submission_limits=False)
+        except OSError as err:  # shutil.Error included: a file that cannot be copied
+            km.cleanup_scratch()
+            self.log.warning("Kernel template not used for %s, its kernel starts as usual: the folder could not "
+                             "be copied (%s)", notebook_dir, str(err)[:200])
+            return super().create_kernel_manager()
+        self.km = self._sandboxed = km
+        return km
+
+    def _sandbox_runs_here(self) -> bool:
+        try:
+            check_available()
+            return True
+        except SandboxUnavailable as err:
+            if not ValidateExecute._no_sandbox_said:
+                ValidateExecute._no_sandbox_said = True
+                self.log.warning("Kernel template not used, each kernel starts as usual: %s",
+                                 str(err).splitlines()[0])
+            return False
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         if self._stopped is None and monotonic() > self._deadline:

@@ -6,16 +6,26 @@ answering until the notebook has run, and a slow notebook ends in a proxy's
 502 with no message (nbgrader issue #1452).  This extension serves the same
 URLs for the same front end, but runs ``validate_worker`` in a child process,
 waits without blocking the server, stops the child after ``seconds`` (the
-whole process group, kernel included) and always answers with JSON that the
+whole process group, kernels included) and always answers with JSON that the
 Validate dialog shows as a message.
 
+The child stays between presses (``ValidateKeeper``) for ``keep_seconds``
+after the last one: it keeps a kernel template that has imported TensorFlow
+(``ValidateExecute.template``), so a student who fixes a cell and presses
+again does not wait for the import again.  Then it ends and its memory is
+the server's again.
+
 Enable it instead of ``nbgrader.server_extensions.validate_assignment``; its
-time limit comes from ``UNET_VALIDATE_SECONDS`` (default 120).
+time limit comes from ``UNET_VALIDATE_SECONDS`` (default 120), how long the
+child stays from ``UNET_VALIDATE_KEEP_SECONDS`` (default 600; 0: a child per
+press).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import signal
@@ -27,11 +37,18 @@ from jupyter_server.utils import url_path_join
 from nbgrader import __version__ as nbgrader_version
 from tornado import web
 
+from .validate_worker import ANSWER
+
 SECONDS = int(os.environ.get("UNET_VALIDATE_SECONDS", "120"))
+KEEP_SECONDS = float(os.environ.get("UNET_VALIDATE_KEEP_SECONDS", "600"))
 # Validate runs one at a time per server: a student who presses the button
 # again while it runs waits for the first run instead of starting a second
 # TensorFlow.
 _one_at_a_time = asyncio.Lock()
+# The lines of the child's stderr kept for a message when it fails.
+_STDERR_LINES = 40
+# The longest answer line read (the failed cells' sources and errors): the rest fails the press with a message.
+ANSWER_BYTES = 64 * 2**20
 
 
 def failure(message: str) -> dict:
@@ -39,30 +56,150 @@ def failure(message: str) -> dict:
     return {"success": False, "value": message}
 
 
-async def validate(path: Path, seconds: int = SECONDS) -> dict:
-    """Validate the notebook at ``path`` in a child process; the answer nbgrader's front end expects."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", f"{__package__}.validate_worker", str(path),
-        cwd=os.getcwd(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True)
+def _too_long(path: Path, seconds: float) -> dict:
+    return failure(f"Validate was stopped after {seconds:g} seconds: running {path.name} takes too long. "
+                   "Is a cell stuck in a loop, or waiting for input()? Fix it, restart the kernel, run all "
+                   "cells to check, then press Validate again.")
+
+
+def _could_not_check(path: Path, why: str, details: list[str]) -> dict:
+    return failure(f"Validate could not check {path.name} ({why}). Is it a notebook of this assignment? "
+                   "Details:\n" + "\n".join(details[-8:]))
+
+
+class ValidateKeeper:
+    """The server's Validate child, started at the first press and kept ``keep_seconds`` after the last.
+
+    One request at a time (the caller holds ``_one_at_a_time``).  A child that
+    runs past its limit, or dies, is gone: the next press starts a new one.
+    """
+
+    def __init__(self, keep_seconds: float = KEEP_SECONDS, cwd: Path | None = None) -> None:
+        # The child reads nbgrader's configuration from its folder, as the server does from its own.
+        self.keep_seconds, self.cwd = keep_seconds, cwd or Path.cwd()
+        self.process: asyncio.subprocess.Process | None = None
+        # The end of the child's stderr since the request began, read all the time (a full pipe stops it).
+        self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+        self._stderr_read: asyncio.Task | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._stopped: asyncio.subprocess.Process | None = None
+
+    async def validate(self, path: Path, seconds: float) -> dict:
+        """Validate the notebook at ``path`` in the child; the answer nbgrader's front end expects."""
+        if self._idle is not None:
+            self._idle.cancel()
+        try:
+            return await self._ask(path, seconds)
+        finally:
+            if self.process is not None:
+                if self.keep_seconds > 0:
+                    self._idle = asyncio.get_running_loop().call_later(self.keep_seconds, self.stop)
+                else:
+                    self.stop()
+
+    async def _ask(self, path: Path, seconds: float) -> dict:
+        if self.process is None or self.process.returncode is not None:
+            await self._start()
+        process = self.process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        self._stderr.clear()
+        try:
+            process.stdin.write((json.dumps({"path": str(path)}) + "\n").encode())
+            await process.stdin.drain()
+            answer = await asyncio.wait_for(self._answer(process.stdout), seconds)
+        except TimeoutError:
+            self.stop()
+            return _too_long(path, seconds)
+        except (OSError, EOFError, ValueError) as err:  # gone, or an answer beyond ANSWER_BYTES
+            code = await self._ended()
+            return _could_not_check(path, f"its process ended, exit status {code}",
+                                    [f"{type(err).__name__}: {err}", *self._stderr])
+        if "error" in answer:
+            return _could_not_check(path, "it could not be read or run",
+                                    str(answer["error"]).strip().splitlines())
+        return {"success": True, "value": answer["result"]}
+
+    async def _start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"{__package__}.validate_worker", "--serve",
+            cwd=self.cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=ANSWER_BYTES)
+        self._stderr = collections.deque(maxlen=_STDERR_LINES)
+        self._stderr_read = asyncio.get_running_loop().create_task(_read_lines(self.process, self._stderr))
+
+    @staticmethod
+    async def _answer(stdout: asyncio.StreamReader) -> dict:
+        while line := await stdout.readline():
+            text = line.decode(errors="replace")
+            if text.startswith(ANSWER):
+                return json.loads(text[len(ANSWER):])
+        raise EOFError("the Validate process ended without an answer")
+
+    async def _ended(self) -> int | None:
+        """The exit status of the child that stopped answering, once its last words are read."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        _let_go(process)
+        try:
+            code = await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            _kill(process)
+            code = await process.wait()
+        if self._stderr_read is not None:
+            await asyncio.wait([self._stderr_read], timeout=2)
+        return code
+
+    def stop(self) -> None:
+        """End the child and all it started (its kernels and template), if it runs."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        process, self.process = self.process, None
+        if process is not None:
+            self._stopped = process
+            if process.returncode is None:
+                _kill(process)
+
+    async def close(self) -> None:
+        """``stop``, and wait until the child is gone (for an event loop that ends next)."""
+        self.stop()
+        if self._stopped is not None:
+            await self._stopped.wait()
+        if self._stderr_read is not None:
+            await asyncio.wait([self._stderr_read], timeout=2)
+
+
+async def _read_lines(process: asyncio.subprocess.Process, into: collections.deque[str]) -> None:
+    assert process.stderr is not None
+    with contextlib.suppress(ValueError):  # a line beyond the limit ends the reading, not the server
+        while line := await process.stderr.readline():
+            into.append(line.decode(errors="replace").rstrip())
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
     try:
-        out, err = await asyncio.wait_for(process.communicate(), seconds)
-    except TimeoutError:
         os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        return failure(f"Validate was stopped after {seconds} seconds: running {path.name} takes too long. "
-                       "Is a cell stuck in a loop, or waiting for input()? Fix it, restart the kernel, run all "
-                       "cells to check, then press Validate again.")
-    lines = out.decode(errors="replace").strip().splitlines()
-    try:
-        result = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        result = None
-    if process.returncode != 0 or not isinstance(result, dict):
-        tail = err.decode(errors="replace").strip().splitlines()[-8:]
-        return failure(f"Validate could not check {path.name} (exit status {process.returncode}). "
-                       "Is it a notebook of this assignment? Details:\n" + "\n".join(tail))
-    return {"success": True, "value": result}
+    except ProcessLookupError:
+        pass
+    _let_go(process)
+
+
+def _let_go(process: asyncio.subprocess.Process) -> None:
+    # With its stdin closed too, asyncio closes the child's pipes once it has exited.
+    if process.stdin is not None:
+        process.stdin.close()
+
+
+_keeper: ValidateKeeper | None = None
+
+
+async def validate(path: Path, seconds: float = SECONDS, keeper: ValidateKeeper | None = None) -> dict:
+    """Validate the notebook at ``path`` in the server's Validate child (``keeper``, by default the server's)."""
+    global _keeper
+    if keeper is None:
+        keeper = _keeper = _keeper or ValidateKeeper()
+    return await keeper.validate(path, seconds)
 
 
 class ValidateHandler(JupyterHandler):
@@ -113,4 +250,5 @@ def _load_jupyter_server_extension(server_app) -> None:
         (url_path_join(base, "assignments/validate"), ValidateHandler),
         (url_path_join(base, "nbgrader_version"), VersionHandler),
     ])
-    server_app.log.info("Validate runs in a child process, at most %d s", SECONDS)
+    server_app.log.info("Validate runs in a child process, at most %d s, kept %g s after a press", SECONDS,
+                        KEEP_SECONDS)
