@@ -10,7 +10,8 @@
 - per phase (queued, collect, sandbox start, run, evidence, checks, feedback)
   for both;
 - Validate: the time to its answer for a finished notebook, pressed three
-  times by one student between the two;
+  times by one student between the two (the first press starts the
+  student's Validate child, the others find it);
 - the naive way for the same burst, after it: what a cron script does, the
   four nbgrader commands (collect, autograde, generate_feedback,
   release_feedback) for one student after another, as the grader account.
@@ -168,9 +169,10 @@ def on_submit(data: Path, burst: int, window: float, idle: int, naive_count: int
 def validate_seconds(hub, student: str, notebook: str, runs: int = 3) -> list[float]:
     """Time to Validate's answer for a finished notebook, pressed ``runs`` times by ``student`` on the hub.
 
-    Validate runs in the student's own server (its kernel is an ordinary
-    kernel there, started cold; the grading service's templates are not
-    used), so the first press also waits for that server to start.
+    Validate runs in the student's own server, in a child that stays between
+    presses; with the kernel template on, the child keeps a template of its
+    own (not the grading service's), so the first press also waits for that
+    server to start and the template to import, and the later ones do not.
     """
     from tests.test_hub import assignment_action
 
@@ -209,7 +211,8 @@ def report(r: dict, verdict) -> None:
     p50, p95 = idle["p50"], idle["p95"]
     print(f"    p50 <= 10 s: {verdict(p50 <= 10, f'{p50:.1f} s')}; p95 <= 30 s: {verdict(p95 <= 30, f'{p95:.1f} s')}")
     print_phases(idle["phases"])
-    print("  Validate on the hub (the student's own server, a cold kernel): "
+    kernel = "forked from its Validate child's template" if r["template"] else "a cold kernel"
+    print(f"  Validate on the hub (the student's own server, {kernel}; presses one after the other): "
           + ", ".join(f"{t:.1f}" for t in r["validate"]) + " s")
     print(f"  burst ({burst['count']} students within {burst['window']:.0f} s): drained in {burst['drain']:.0f} s; "
           f"time to feedback p50 {burst['p50']:.0f} s, p95 {burst['p95']:.0f} s, max {burst['max']:.0f} s; "

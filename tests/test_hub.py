@@ -435,6 +435,7 @@ def test_validate_answers_each_hard_case_with_a_message(hub, dave_fetched):
     dave = hub.login(name(hub, "dave"))
     release = release_notebook(hub)
     answers, slowest_answer = {}, 0.0
+    log_before = len(hub.log_text())
     for case, code in VALIDATE_CASES.items():
         path = f"{ASSIGNMENT}/{case}.ipynb"  # next to the modules the notebook imports
         write_as(hub, "dave", path, fill(release, code))
@@ -462,6 +463,11 @@ def test_validate_answers_each_hard_case_with_a_message(hub, dave_fetched):
     assert "conv_block asks for input()" in errors["asks_for_input"], errors["asks_for_input"]
     assert "the Python kernel stopped while running the cell that begins `def upsampling_block(" in errors[
         "kernel_dies"], errors["kernel_dies"]
+    # One Validate child answered the three presses, its kernels forked from the one template it started.
+    said = [line for line in hub.log_text()[log_before:].splitlines() if "Validate (pid " in line]
+    assert len({line.split("Validate (pid ")[1].split(")")[0] for line in said}) == 1, said
+    assert sum("Kernel template started" in line for line in said) == 1, said
+    assert not any("Kernel template not used" in line for line in said), said
 
 
 def test_validate_of_a_missing_notebook_says_so(hub):

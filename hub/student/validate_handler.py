@@ -27,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -74,9 +75,12 @@ class ValidateKeeper:
     runs past its limit, or dies, is gone: the next press starts a new one.
     """
 
-    def __init__(self, keep_seconds: float = KEEP_SECONDS, cwd: Path | None = None) -> None:
+    def __init__(self, keep_seconds: float = KEEP_SECONDS, cwd: Path | None = None,
+                 log: logging.Logger | None = None) -> None:
         # The child reads nbgrader's configuration from its folder, as the server does from its own.
         self.keep_seconds, self.cwd = keep_seconds, cwd or Path.cwd()
+        # What the child says (which notebook, whether its kernels are forked) goes to the server's log too.
+        self.log = log or logging.getLogger(__name__)
         self.process: asyncio.subprocess.Process | None = None
         # The end of the child's stderr since the request began, read all the time (a full pipe stops it).
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
@@ -125,7 +129,8 @@ class ValidateKeeper:
             cwd=self.cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=ANSWER_BYTES)
         self._stderr = collections.deque(maxlen=_STDERR_LINES)
-        self._stderr_read = asyncio.get_running_loop().create_task(_read_lines(self.process, self._stderr))
+        self._stderr_read = asyncio.get_running_loop().create_task(
+            _read_lines(self.process, self._stderr, self.log))
 
     @staticmethod
     async def _answer(stdout: asyncio.StreamReader) -> dict:
@@ -170,11 +175,14 @@ class ValidateKeeper:
             await asyncio.wait([self._stderr_read], timeout=2)
 
 
-async def _read_lines(process: asyncio.subprocess.Process, into: collections.deque[str]) -> None:
+async def _read_lines(process: asyncio.subprocess.Process, into: collections.deque[str],
+                      log: logging.Logger) -> None:
     assert process.stderr is not None
     with contextlib.suppress(ValueError):  # a line beyond the limit ends the reading, not the server
         while line := await process.stderr.readline():
-            into.append(line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            into.append(text)
+            log.info("Validate (pid %d): %s", process.pid, text[:500])
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
@@ -194,12 +202,11 @@ def _let_go(process: asyncio.subprocess.Process) -> None:
 _keeper: ValidateKeeper | None = None
 
 
-async def validate(path: Path, seconds: float = SECONDS, keeper: ValidateKeeper | None = None) -> dict:
-    """Validate the notebook at ``path`` in the server's Validate child (``keeper``, by default the server's)."""
+async def validate(path: Path, log: logging.Logger, seconds: float = SECONDS) -> dict:
+    """Validate the notebook at ``path`` in the server's Validate child; what it says goes to ``log``."""
     global _keeper
-    if keeper is None:
-        keeper = _keeper = _keeper or ValidateKeeper()
-    return await keeper.validate(path, seconds)
+    _keeper = _keeper or ValidateKeeper(log=log)
+    return await _keeper.validate(path, seconds)
 
 
 class ValidateHandler(JupyterHandler):
@@ -221,7 +228,7 @@ class ValidateHandler(JupyterHandler):
         if _one_at_a_time.locked():
             self.log.info("Validate of %s waits for the one already running", path)
         async with _one_at_a_time:
-            answer = await validate(target)
+            answer = await validate(target, self.log)
         self.finish(json.dumps(answer))
 
 
