@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -131,10 +132,18 @@ def test_presses_in_one_server_fork_their_kernels_from_one_template(elsewhere):
         "install()\n")
     # The notebook imports nothing: TensorFlow is there only in a kernel forked from the template.
     forked = _notebook(tmp_path / "forked.ipynb", "import sys\nassert 'tensorflow' in sys.modules")
-    keeper = ValidateKeeper(cwd=tmp_path)
+    heard: list[str] = []
+    log = logging.getLogger("test-validate-keeper")
+    log.addHandler(handler := logging.Handler())
+    handler.emit = lambda record: heard.append(record.getMessage())  # type: ignore[method-assign]
+    log.setLevel(logging.INFO)
+    keeper = ValidateKeeper(cwd=tmp_path, log=log)
     answers = presses(keeper, forked, forked)
     assert answers == [{"success": True, "value": {}}] * 2, answers
     assert keeper.pids[0] == keeper.pids[1] is not None
+    # The server's log hears it: one template, started once, used for both.
+    assert sum("Kernel template started" in line for line in heard) == 1, heard
+    assert not any("not used" in line for line in heard), heard
 
 
 def test_nothing_students_load_holds_a_solution_or_a_hidden_test():

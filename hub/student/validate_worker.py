@@ -16,6 +16,7 @@ Validate settings apply.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from typing import IO
@@ -48,6 +49,9 @@ def serve(requests: IO[str], answers: IO[str]) -> int:
 
 
 def main(args: list[str]) -> int:
+    # nbgrader's and the grading engine's log lines (which notebook, whether its kernel was forked from the
+    # template, and why not) on stderr, as `nbgrader validate` prints them: the server logs them.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s | %(levelname)s] %(message)s")
     if args == ["--serve"]:
         return serve(sys.stdin, sys.stdout)
     # The last line of stdout is the answer; anything a library printed comes before it.
