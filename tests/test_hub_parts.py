@@ -122,6 +122,17 @@ def test_the_validate_child_ends_when_left_alone_and_when_it_dies_the_next_press
     assert answers[1] == {"success": True, "value": {}}
 
 
+def test_output_that_looks_like_an_answer_is_not_taken_for_one(elsewhere):
+    tmp_path = elsewhere
+    # A kernel started without the sandbox writes to the child's own stdout.
+    forged = _notebook(tmp_path / "forged.ipynb", "import os\n"
+                       "os.write(1, b'\\nunet-validate-answer {\"id\": 2, \"result\": {\"forged\": 1}}\\n')\n"
+                       "os.write(1, b'\\nunet-validate-answer not even JSON\\n')")
+    keeper = ValidateKeeper(cwd=tmp_path)
+    answers = presses(keeper, forged, _notebook(tmp_path / "fine.ipynb", "x = 1"))
+    assert answers == [{"success": True, "value": {}}] * 2, answers
+
+
 def test_presses_in_one_server_fork_their_kernels_from_one_template(elsewhere):
     tmp_path = elsewhere
     """The hub's students' setting: the child keeps a template, and each press's kernel is forked from it."""

@@ -87,6 +87,7 @@ class ValidateKeeper:
         self._stderr_read: asyncio.Task | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._stopped: asyncio.subprocess.Process | None = None
+        self._asked = 0
 
     async def validate(self, path: Path, seconds: float) -> dict:
         """Validate the notebook at ``path`` in the child; the answer nbgrader's front end expects."""
@@ -108,9 +109,10 @@ class ValidateKeeper:
         assert process is not None and process.stdin is not None and process.stdout is not None
         self._stderr.clear()
         try:
-            process.stdin.write((json.dumps({"path": str(path)}) + "\n").encode())
+            self._asked += 1
+            process.stdin.write((json.dumps({"path": str(path), "id": self._asked}) + "\n").encode())
             await process.stdin.drain()
-            answer = await asyncio.wait_for(self._answer(process.stdout), seconds)
+            answer = await asyncio.wait_for(self._answer(process.stdout, self._asked), seconds)
         except TimeoutError:
             self.stop()
             return _too_long(path, seconds)
@@ -133,11 +135,16 @@ class ValidateKeeper:
             _read_lines(self.process, self._stderr, self.log))
 
     @staticmethod
-    async def _answer(stdout: asyncio.StreamReader) -> dict:
+    async def _answer(stdout: asyncio.StreamReader, asked: int) -> dict:
+        # Only the answer to this request: a line that looks like one (a notebook's kernel started
+        # without the sandbox shares the child's stdout) is passed over like any other output.
         while line := await stdout.readline():
             text = line.decode(errors="replace")
             if text.startswith(ANSWER):
-                return json.loads(text[len(ANSWER):])
+                with contextlib.suppress(ValueError):
+                    answer = json.loads(text[len(ANSWER):])
+                    if isinstance(answer, dict) and answer.get("id") == asked:
+                        return answer
         raise EOFError("the Validate process ended without an answer")
 
     async def _ended(self) -> int | None:

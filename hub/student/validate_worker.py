@@ -10,7 +10,7 @@ is read again for each notebook, as nbgrader's own Validate button reads it
 Validate settings apply.
 
     python -m unet_hub.validate_worker PATH     # one notebook, then exit
-    python -m unet_hub.validate_worker --serve  # {"path": PATH} per line
+    python -m unet_hub.validate_worker --serve  # {"path": PATH, "id": N} per line
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ def validate(path: str) -> dict:
 
 
 def serve(requests: IO[str], answers: IO[str]) -> int:
-    """Answer each ``{"path": ...}`` line of ``requests`` with ``ANSWER`` and ``{"result"|"error": ...}``."""
+    """Answer each ``{"path": ..., "id": ...}`` line of ``requests``: ``ANSWER``, ``{"id", "result"|"error"}``."""
     for line in requests:
-        answer: dict[str, object]
+        answer: dict[str, object] = {}
         try:
-            answer = {"result": validate(json.loads(line)["path"])}
+            request = json.loads(line)
+            answer["id"] = request["id"]
+            answer["result"] = validate(request["path"])
         except Exception:  # noqa: BLE001 - the student reads it in the Validate dialog; the next press goes on
-            answer = {"error": traceback.format_exc(limit=-3)}
+            answer["error"] = traceback.format_exc(limit=-3)
         answers.write(f"\n{ANSWER}{json.dumps(answer)}\n")
         answers.flush()
     return 0
