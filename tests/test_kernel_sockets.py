@@ -120,7 +120,8 @@ def test_only_sockets_the_sandbox_made_are_pinned(tmp_path, kind):
 
 
 @pytest.mark.slow
-def test_validate_reaches_nothing_and_says_the_kernel_cut_its_connection(tmp_path):
+@pytest.mark.parametrize("template", [False, pytest.param(True, marks=needs_bwrap)], ids=["cold", "forked"])
+def test_validate_reaches_nothing_and_says_the_kernel_cut_its_connection(tmp_path, template):
     from nbformat.v4 import new_code_cell, new_notebook
 
     from grader.engine.validate import ValidateExecute
@@ -129,10 +130,14 @@ def test_validate_reaches_nothing_and_says_the_kernel_cut_its_connection(tmp_pat
     cells = ["print('BEFORE')", CUT_ANY.format(host=str(host.path)), "print('AFTER')"]
     nb = new_notebook(cells=[new_code_cell(source) for source in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb, _ = ValidateExecute(timeout=20, notebook_timeout=60).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    folder = tmp_path / "notebook"
+    folder.mkdir()
+    nb, _ = ValidateExecute(timeout=20, notebook_timeout=60, template=template).preprocess(
+        nb, {"metadata": {"path": str(folder)}})
     texts = [[o.get("text") or o.get("evalue") for o in cell.outputs] for cell in nb.cells]
     assert texts[0] == ["BEFORE\n"]
-    assert texts[1][0] == "TRANSPORT tcp\n", "Validate's kernel has no socket files to swap"
+    # A cold kernel has no socket files to swap; a forked one has, in its sandbox (where the host's is not).
+    assert texts[1][0] == ("TRANSPORT ipc\n" if template else "TRANSPORT tcp\n")
     assert "This cell stopped the kernel" in texts[1][-1] and "closed or replaced the kernel's sockets" in texts[1][-1]
     assert texts[2] == [], "a cell after the cut ran"
     time.sleep(0.5)

@@ -24,8 +24,8 @@ step in place of nbgrader's (``private_api.nbgrader_api``);
 
 from __future__ import annotations
 
-import contextlib
 import os
+import stat
 import textwrap
 from pathlib import Path
 from time import monotonic
@@ -59,16 +59,22 @@ COPY_BYTES = 256 * 2**20
 COPY_ENTRIES = 2000
 
 
-def _too_big_to_copy(folder: Path) -> str | None:
-    """Why ``folder`` is too big to be copied for each Validate, or None."""
+def _not_to_copy(folder: Path) -> str | None:
+    """Why ``folder`` cannot be copied for each Validate (too big, or a file that is no plain file), or None."""
     size = entries = 0
     for where, dirs, files in os.walk(folder):
         entries += len(dirs) + len(files)
         if entries > COPY_ENTRIES:
             return f"it holds more than {COPY_ENTRIES} files and folders"
         for name in files:
-            with contextlib.suppress(OSError):
-                size += os.lstat(os.path.join(where, name)).st_size
+            try:
+                info = os.lstat(os.path.join(where, name))
+            except OSError:
+                continue  # gone meanwhile
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                # Copying a named pipe would wait for a writer; a socket cannot be copied at all.
+                return f"{os.path.join(where, name)} is not a plain file"
+            size += info.st_size
         if size > COPY_BYTES:
             return f"it holds more than {COPY_BYTES // 2**20} MiB"
     return None
@@ -117,9 +123,9 @@ class ValidateExecute(Execute):
         notebook_dir = Path(self.resources.get("metadata", {}).get("path") or ".").resolve()
         if not self.template or not self._sandbox_runs_here():
             return super().create_kernel_manager()
-        # The kernel gets a copy of the notebook's folder, as when grading; a folder too big for the
-        # copy (a notebook kept in a full home) is validated in place by a kernel started as usual.
-        if (why := _too_big_to_copy(notebook_dir)) is not None:
+        # The kernel gets a copy of the notebook's folder, as when grading; a folder that cannot be copied
+        # (a notebook kept in a full home) is validated in place by a kernel started as usual.
+        if (why := _not_to_copy(notebook_dir)) is not None:
             self.log.warning("Kernel template not used for %s, its kernel starts as usual: %s", notebook_dir, why)
             return super().create_kernel_manager()
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
@@ -159,7 +165,8 @@ class ValidateExecute(Execute):
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            lost = isinstance(self.km, WatchedKernelManager) and self.km.connection_lost() is not None
+            watched = isinstance(self.km, WatchedKernelManager | SandboxedKernelManager)
+            lost = watched and self.km.connection_lost() is not None
             why = "it closed or replaced the kernel's sockets" if lost else "os._exit, a crash or too little memory"
             self._stopped = (f"the Python kernel stopped while running the cell that begins `{_first_line(cell)}` "
                              f"({why}). Fix that cell, then restart the kernel and run all cells")
