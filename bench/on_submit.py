@@ -87,12 +87,43 @@ def wait_for(queue: Queue, folders: set[str], timeout: float) -> list:
 
 
 def summary(rows, arrived: dict[str, float]) -> dict:
-    """Time to feedback per submission (from its arrival to its grade being shown) and phases."""
+    """Time to feedback per submission (from its arrival to its grade being shown) and phases.
+
+    ``each`` keeps every submission's worker, time to feedback and phases, in
+    the order they finished, so that a worker's first submission can be told
+    from the rest (``first_and_rest``).
+    """
+    rows = sorted(rows, key=lambda r: r.finished_at)
     to_feedback = [r.finished_at - arrived[r.folder] for r in rows]
     phases = {p: statistics.mean(r.phases.get(p, 0.0) for r in rows) for p in PHASES}
+    each = [{"worker": r.worker, "to_feedback": t, "phases": {p: r.phases.get(p, 0.0) for p in PHASES}}
+            for r, t in zip(rows, to_feedback, strict=True)]
     return {"count": len(rows), "p50": statistics.median(to_feedback), "p95": percentile(to_feedback, 95),
             "max": max(to_feedback), "states": sorted({r.state for r in rows}), "phases": phases,
-            "to_feedback": to_feedback}
+            "to_feedback": to_feedback, "each": each}
+
+
+def first_and_rest(each: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Each worker's first submission, and all the others."""
+    seen: set[str] = set()
+    first: list[dict] = []
+    rest: list[dict] = []
+    for row in each:
+        (rest if row["worker"] in seen else first).append(row)
+        seen.add(row["worker"])
+    return first, rest
+
+
+def print_first_and_rest(each: list[dict]) -> None:
+    first, rest = first_and_rest(each)
+    for name, group in (("each worker's first", first), ("the others", rest)):
+        if not group:
+            continue
+        outside = statistics.mean(r["to_feedback"] - sum(r["phases"].values()) for r in group)
+        print(f"    {name} ({len(group)}): time to feedback p50 "
+              f"{statistics.median(r['to_feedback'] for r in group):.2f} s; mean seconds per phase: "
+              + ", ".join(f"{p} {statistics.mean(r['phases'][p] for r in group):.2f}" for p in PHASES)
+              + f", outside the phases {outside:.2f}")
 
 
 def print_phases(phases: dict[str, float]) -> None:
@@ -211,6 +242,7 @@ def report(r: dict, verdict) -> None:
     p50, p95 = idle["p50"], idle["p95"]
     print(f"    p50 <= 10 s: {verdict(p50 <= 10, f'{p50:.1f} s')}; p95 <= 30 s: {verdict(p95 <= 30, f'{p95:.1f} s')}")
     print_phases(idle["phases"])
+    print_first_and_rest(idle["each"])
     kernel = "forked from its Validate child's template" if r["template"] else "a cold kernel"
     print(f"  Validate on the hub (the student's own server, {kernel}; presses one after the other): "
           + ", ".join(f"{t:.1f}" for t in r["validate"]) + " s")
