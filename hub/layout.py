@@ -63,7 +63,7 @@ class HubLayout:
     # Written into each account's comment field; `python -m hub remove` deletes only such accounts.
     account_tag: str = "unet-hub demo account"
     validate_seconds: int = 120
-    # How long a student's server keeps its Validate process (and the kernel template in it, some 500 MB)
+    # How long a student's server keeps its Validate process and its kernel template (some 650 MB together)
     # after the last press; 0: a process per press.
     validate_keep_seconds: int = 600
     # Each person's server (hub/servers): memory, processes and CPUs of it and everything it starts
