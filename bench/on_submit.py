@@ -115,6 +115,7 @@ def first_and_rest(each: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def print_first_and_rest(each: list[dict]) -> None:
+    """Time to feedback and phases of each worker's first submission, and of the others."""
     first, rest = first_and_rest(each)
     for name, group in (("each worker's first", first), ("the others", rest)):
         if not group:

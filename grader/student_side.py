@@ -40,8 +40,8 @@ def folders() -> list[Path]:
 def put_on_path() -> None:
     """Put the student-side folders first on ``sys.path`` (once; a folder that is not there is left out).
 
-    A copy of the engine without them (Validate's in a student's server) finds
-    no folder and changes nothing.
+    A copy of the engine (Validate's in a student's server) puts there what it
+    holds of them: the data loader, which finds the data as the notebook does.
     """
     for folder in reversed(folders()):
         if folder.is_dir() and str(folder) not in sys.path:

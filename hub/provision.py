@@ -185,8 +185,8 @@ c.Execute.timeout = {course_config.Execute.timeout!r}
 # Well inside the Validate button's own limit, so the notebook's cells get the message.
 c.ValidateExecute.notebook_timeout = {max(30, layout.validate_seconds - 30)}
 # The server keeps its Validate process between presses (unet_hub.validate_handler): its kernels
-# are forked from one template, which imports TensorFlow once.
-c.ValidateExecute.template = {layout.kernel_template!r}
+# are forked from one template, which imports TensorFlow once. (A process per press gains nothing by it.)
+c.ValidateExecute.template = {layout.kernel_template and layout.validate_keep_seconds > 0!r}
 install()
 ''')
     (grader / "nbgrader_config.py").write_text('''"""Grading on the hub (written by `python -m hub`)."""

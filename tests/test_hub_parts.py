@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from grader.course import NOTEBOOK, ROOT, reference_solutions
 from grader.dev.examples import fill
+from grader.engine import leftovers
 from hub.layout import HubLayout
 from hub.student.assignment_list import plain_message
 from hub.student.validate_handler import ValidateKeeper
@@ -122,7 +125,7 @@ def test_the_validate_child_ends_when_left_alone_and_when_it_dies_the_next_press
     assert answers[1] == {"success": True, "value": {}}
 
 
-def test_output_that_looks_like_an_answer_is_not_taken_for_one(elsewhere):
+def test_a_stale_or_broken_answer_line_is_not_taken_for_the_answer(elsewhere):
     tmp_path = elsewhere
     # A kernel started without the sandbox writes to the child's own stdout.
     forged = _notebook(tmp_path / "forged.ipynb", "import os\n"
@@ -133,28 +136,44 @@ def test_output_that_looks_like_an_answer_is_not_taken_for_one(elsewhere):
     assert answers == [{"success": True, "value": {}}] * 2, answers
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_presses_in_one_server_fork_their_kernels_from_one_template(elsewhere):
-    tmp_path = elsewhere
     """The hub's students' setting: the child keeps a template, and each press's kernel is forked from it."""
+    tmp_path = elsewhere
     (tmp_path / "nbgrader_config.py").write_text(
         "from grader.engine.validate import install\n"
         "c = get_config()  # noqa: F821\n"
         "c.ValidateExecute.template = True\n"
+        "c.Validator.validate_all = True  # every cell's error counts, not only graded cells'\n"
         "install()\n")
     # The notebook imports nothing: TensorFlow is there only in a kernel forked from the template.
     forked = _notebook(tmp_path / "forked.ipynb", "import sys\nassert 'tensorflow' in sys.modules")
+    stuck = _notebook(tmp_path / "stuck.ipynb", "while True:\n    pass")
     heard: list[str] = []
     log = logging.getLogger("test-validate-keeper")
     log.addHandler(handler := logging.Handler())
     handler.emit = lambda record: heard.append(record.getMessage())  # type: ignore[method-assign]
     log.setLevel(logging.INFO)
     keeper = ValidateKeeper(cwd=tmp_path, log=log)
-    answers = presses(keeper, forked, forked)
-    assert answers == [{"success": True, "value": {}}] * 2, answers
+    answers = presses(keeper, forked, forked, stuck, seconds=30)
+    assert answers[:2] == [{"success": True, "value": {}}] * 2, answers
     assert keeper.pids[0] == keeper.pids[1] is not None
     # The server's log hears it: one template, started once, used for both.
     assert sum("Kernel template started" in line for line in heard) == 1, heard
     assert not any("not used" in line for line in heard), heard
+    # The stuck press is stopped; the copy of the folder its kernel got is gone with the child.
+    assert answers[2]["value"].startswith("Validate was stopped after 30 seconds"), answers[2]
+    assert not list(Path(tempfile.gettempdir()).glob(f"{leftovers.SCRATCH_PREFIX}{keeper.pids[1]}-*"))
+
+
+def test_without_the_sandbox_a_failing_cell_counts(elsewhere):
+    """The check above can fail: a plain kernel has no TensorFlow, and Validate says so."""
+    tmp_path = elsewhere
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\nc.Validator.validate_all = True\n")
+    cold = _notebook(tmp_path / "cold.ipynb", "import sys\nassert 'tensorflow' in sys.modules")
+    [answer] = presses(ValidateKeeper(cwd=tmp_path), cold)
+    assert answer["success"] is True and answer["value"]["failed"], answer
 
 
 def test_nothing_students_load_holds_a_solution_or_a_hidden_test():

@@ -71,8 +71,8 @@ def course(tmp_path_factory, small_data) -> Course:
     return course
 
 
-def validate(course: Course, *paths, args: tuple[str, ...] = ()) -> str:
-    """What `nbgrader validate` prints for ``paths``, run from the course root as an instructor or a student would."""
+def run_validate(course: Course, *paths, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`nbgrader validate` of ``paths``, run from the course root as an instructor or a student would."""
     # A cell limit of 30 s (the course sets 60) keeps the never-ending cell short; it stays above
     # the 20 s a visible check gives one call, as the course's setting does.
     command = [sys.executable, "-m", "nbgrader", "validate", *map(str, paths), *args,
@@ -80,22 +80,35 @@ def validate(course: Course, *paths, args: tuple[str, ...] = ()) -> str:
     # The guard is for a hang, which must never happen; it is not a speed target.
     result = subprocess.run(command, cwd=ROOT, env=course.env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return result
+
+
+def validate(course: Course, *paths, args: tuple[str, ...] = ()) -> str:
+    """What `nbgrader validate` prints for ``paths``."""
+    return run_validate(course, *paths, args=args).stdout
 
 
 # Where nbgrader starts the report of each notebook it validates.
 REPORT_START = re.compile(r"^(?:Success! Your notebook passes all the tests\.|VALIDATION FAILED ON \d+ CELL\(S\)!)",
                           re.MULTILINE)
-# Two processes side by side, each with the same share of waiting: a function that never returns waits
-# out three time limits (the visible check's, then two cells'), a cell that never ends one.
+# Two processes side by side, each with about the same share of waiting: a function that never returns
+# waits out three time limits (the visible check's, then two cells'). Those run with kernels started as
+# an instructor's `nbgrader validate` starts them (the default); the others with kernels forked from one
+# template, as the hub's Validate does.
 SLOWEST = ["loop_in_function", "kernel_dies", "asks_for_input"]
-GROUPS = (SLOWEST, [name for name in VARIANTS if name not in SLOWEST])
+GROUPS = ((SLOWEST, False), ([name for name in VARIANTS if name not in SLOWEST], True))
 
 
-def validate_together(course: Course, names: list[str]) -> dict[str, str]:
-    """Each notebook's report from one `nbgrader validate` of them all, its kernels forked from one template."""
-    out = validate(course, *(course.release / f"{name}.ipynb" for name in names),
-                   args=("--ValidateExecute.template=True",))
+def validate_together(course: Course, names: list[str], template: bool) -> dict[str, str]:
+    """Each notebook's report from one `nbgrader validate` of them all."""
+    result = run_validate(course, *(course.release / f"{name}.ipynb" for name in names),
+                          args=(f"--ValidateExecute.template={template}",))
+    if template:  # one template, and every kernel forked from it
+        assert result.stderr.count("Kernel template started") == 1, result.stderr
+        assert "not used" not in result.stderr, result.stderr
+    else:
+        assert "Kernel template" not in result.stderr, result.stderr
+    out = result.stdout
     starts = [found.start() for found in REPORT_START.finditer(out)]
     assert len(starts) == len(names), out
     return {name: out[a:b] for name, a, b in zip(names, starts, [*starts[1:], len(out)], strict=True)}
@@ -103,9 +116,9 @@ def validate_together(course: Course, names: list[str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def reports(course) -> dict[str, str]:
-    assert sorted(n for group in GROUPS for n in group) == sorted(VARIANTS)
+    assert sorted(n for group, _ in GROUPS for n in group) == sorted(VARIANTS)
     with ThreadPoolExecutor(2) as pool:
-        done = pool.map(lambda names: validate_together(course, names), GROUPS)
+        done = pool.map(lambda group: validate_together(course, *group), GROUPS)
         return {name: report for group in done for name, report in group.items()}
 
 

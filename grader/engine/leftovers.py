@@ -86,6 +86,23 @@ def _own_folder(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
 
 
+def remove_scratch_of(pid: int, where: Path | None = None) -> list[Path]:
+    """Remove the scratch folders of the process ``pid``, which has ended (no grace period); the ones removed."""
+    removed = []
+    for folder in Path(where or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{pid}-*"):
+        if not _SCRATCH_NAME.fullmatch(folder.name) or not _own_folder(folder):
+            continue
+        lock = take_abandoned(folder, now=float("inf"))
+        if lock is None:
+            continue  # still held: not that process's any more
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            release(lock)
+        removed.append(folder)
+    return removed
+
+
 def sweep_scratch(where: Path | None = None) -> list[Path]:
     """Remove the scratch folders of killed gradings from ``where`` (the temporary folder); the ones removed."""
     removed = []

@@ -44,6 +44,7 @@ from grader.engine.kernel_sockets import PinsSockets, WatchedBlockingKernelClien
 from grader.engine.private_api.jupyter_client_api import KeepsKernelOutput
 from grader.engine.sandbox_fixes import fix_for
 from grader.engine.submission_limits import LimitWatch
+from grader.engine.template import START_SECONDS as TEMPLATE_START_SECONDS
 from grader.engine.template import (
     ForkedKernel,
     KernelTemplate,
@@ -300,16 +301,16 @@ def find_data(notebook_dir: Path) -> Path | None:
         return None
 
 
-def ready_template(data_dir: Path | None, log: Any) -> None:
+def ready_template(data_dir: Path | None, log: Any, timeout: float = TEMPLATE_START_SECONDS) -> None:
     """Have this process's kernel template for ``data_dir`` running (started now if need be).
 
     Called before a submission's time budget starts: the template's own
     start-up (one import of everything) is the grader's cost, never a
-    student's.  Where no template can start, the kernels start cold later
-    and the first of them logs why.
+    student's.  Where no template can start (within ``timeout`` seconds),
+    the kernels start cold later and the first of them logs why.
     """
     try:
-        _template(data_dir, log)
+        template_for((str(data_dir),), lambda: template_command(data_dir), log, timeout)
     except TemplateUnavailable:
         pass
 

@@ -312,11 +312,12 @@ _registry_lock = threading.Lock()
 
 
 def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
-                 log: logging.Logger | logging.LoggerAdapter = _log) -> KernelTemplate:
+                 log: logging.Logger | logging.LoggerAdapter = _log, timeout: float = START_SECONDS) -> KernelTemplate:
     """This process's template for the sandbox view ``view``; started (or replaced) when needed.
 
     ``command`` gives the bubblewrap command that starts a template for that
-    view; ``log`` hears when one started.  Raises ``TemplateUnavailable``.
+    view; ``log`` hears when one started; one that has not finished its
+    imports within ``timeout`` seconds is given up.  Raises ``TemplateUnavailable``.
     """
     key = json.dumps([fingerprint(), *view])
     with _registry_lock:
@@ -330,7 +331,7 @@ def template_for(view: tuple[str, ...], command: Callable[[], list[str]],
             try:
                 template = pending if pending is not None else KernelTemplate(
                     command(), sorted({*BASE_IMPORTS, *assignment_imports()}), key)
-                template.wait_ready()
+                template.wait_ready(max(0.0, timeout - (time.monotonic() - started)))
             except (TemplateUnavailable, OSError) as err:
                 why = str(err) if isinstance(err, TemplateUnavailable) else f"the template did not start ({err})"
                 _failed[key] = (time.monotonic(), why)

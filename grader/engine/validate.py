@@ -29,7 +29,7 @@ import stat
 import textwrap
 from pathlib import Path
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
@@ -39,7 +39,9 @@ from traitlets import Bool, Enum, Integer
 
 from grader.engine.kernel_sockets import WatchedKernelManager
 from grader.engine.private_api.nbgrader_api import replace_validator_step
-from grader.engine.sandbox import SandboxedKernelManager, SandboxUnavailable, check_available, find_data
+
+if TYPE_CHECKING:
+    from grader.engine.sandbox import SandboxedKernelManager
 
 
 def _error(ename: str, message: str) -> NotebookNode:
@@ -128,9 +130,15 @@ class ValidateExecute(Execute):
         if (why := _not_to_copy(notebook_dir)) is not None:
             self.log.warning("Kernel template not used for %s, its kernel starts as usual: %s", notebook_dir, why)
             return super().create_kernel_manager()
+        # Only here: the sandbox's modules need Linux, and the course's configuration imports this one everywhere.
+        from grader.engine.sandbox import SandboxedKernelManager, find_data, ready_template
+
         km = SandboxedKernelManager(kernel_name=self.kernel_name or "python3", config=self.config,
                                     use_template=True)
         km.carla_dir = find_data(notebook_dir)
+        # A template that does not finish its imports in a third of the notebook's time is given up (for
+        # RETRY_SECONDS): the kernel starts cold in the sandbox, and the press is answered within its limit.
+        ready_template(km.carla_dir, self.log, timeout=self.notebook_timeout / 3)
         try:
             # Validate runs the student's own code with their own rights and within their server's limits:
             # the sandbox is the way to the template here, so it needs no control group of its own.
@@ -145,9 +153,11 @@ class ValidateExecute(Execute):
 
     def _sandbox_runs_here(self) -> bool:
         try:
+            from grader.engine.sandbox import check_available
+
             check_available()
             return True
-        except SandboxUnavailable as err:
+        except (ImportError, RuntimeError) as err:  # SandboxUnavailable, or not Linux at all
             if not ValidateExecute._no_sandbox_said:
                 ValidateExecute._no_sandbox_said = True
                 self.log.warning("Kernel template not used, each kernel starts as usual: %s",
@@ -165,8 +175,9 @@ class ValidateExecute(Execute):
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            watched = isinstance(self.km, WatchedKernelManager | SandboxedKernelManager)
-            lost = watched and self.km.connection_lost() is not None
+            # Both kinds of kernel manager Validate uses watch the kernel's sockets.
+            connection_lost = getattr(self.km, "connection_lost", None)
+            lost = connection_lost is not None and connection_lost() is not None
             why = "it closed or replaced the kernel's sockets" if lost else "os._exit, a crash or too little memory"
             self._stopped = (f"the Python kernel stopped while running the cell that begins `{_first_line(cell)}` "
                              f"({why}). Fix that cell, then restart the kernel and run all cells")

@@ -5,9 +5,10 @@ thread: the student's whole server (kernels, saving, the file browser) stops
 answering until the notebook has run, and a slow notebook ends in a proxy's
 502 with no message (nbgrader issue #1452).  This extension serves the same
 URLs for the same front end, but runs ``validate_worker`` in a child process,
-waits without blocking the server, stops the child after ``seconds`` (the
-whole process group, kernels included) and always answers with JSON that the
-Validate dialog shows as a message.
+waits without blocking the server, stops the child after ``seconds`` (its
+whole process group; a kernel forked from its template ends with it, one
+started as usual ends when it sees its parent gone) and always answers with
+JSON that the Validate dialog shows as a message.
 
 The child stays between presses (``ValidateKeeper``) for ``keep_seconds``
 after the last one: it keeps a kernel template that has imported TensorFlow
@@ -37,6 +38,8 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from nbgrader import __version__ as nbgrader_version
 from tornado import web
+
+from grader.engine import leftovers
 
 from .validate_worker import ANSWER
 
@@ -88,6 +91,7 @@ class ValidateKeeper:
         self._idle: asyncio.TimerHandle | None = None
         self._stopped: asyncio.subprocess.Process | None = None
         self._asked = 0
+        self._removing: asyncio.Task | None = None
 
     async def validate(self, path: Path, seconds: float) -> dict:
         """Validate the notebook at ``path`` in the child; the answer nbgrader's front end expects."""
@@ -105,18 +109,25 @@ class ValidateKeeper:
     async def _ask(self, path: Path, seconds: float) -> dict:
         if self.process is None or self.process.returncode is not None:
             await self._start()
-        process = self.process
-        assert process is not None and process.stdin is not None and process.stdout is not None
         self._stderr.clear()
         try:
-            self._asked += 1
-            process.stdin.write((json.dumps({"path": str(path), "id": self._asked}) + "\n").encode())
-            await process.stdin.drain()
-            answer = await asyncio.wait_for(self._answer(process.stdout, self._asked), seconds)
+            try:
+                await self._send(path)
+            except OSError:
+                # The child ended while it waited for this press (out of memory, say): a new one takes it.
+                await self._ended()
+                await self._start()
+                await self._send(path)
+            assert self.process is not None and self.process.stdout is not None
+            answer = await asyncio.wait_for(self._answer(self.process.stdout, self._asked), seconds)
         except TimeoutError:
             self.stop()
             return _too_long(path, seconds)
-        except (OSError, EOFError, ValueError) as err:  # gone, or an answer beyond ANSWER_BYTES
+        except ValueError:  # a line beyond ANSWER_BYTES
+            self.stop()
+            return _could_not_check(path, "its answer was longer than the "
+                                    f"{ANSWER_BYTES // 2**20} MiB the server reads", list(self._stderr))
+        except (OSError, EOFError) as err:
             code = await self._ended()
             return _could_not_check(path, f"its process ended, exit status {code}",
                                     [f"{type(err).__name__}: {err}", *self._stderr])
@@ -124,6 +135,12 @@ class ValidateKeeper:
             return _could_not_check(path, "it could not be read or run",
                                     str(answer["error"]).strip().splitlines())
         return {"success": True, "value": answer["result"]}
+
+    async def _send(self, path: Path) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self._asked += 1
+        self.process.stdin.write((json.dumps({"path": str(path), "id": self._asked}) + "\n").encode())
+        await self.process.stdin.drain()
 
     async def _start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -160,6 +177,7 @@ class ValidateKeeper:
             code = await process.wait()
         if self._stderr_read is not None:
             await asyncio.wait([self._stderr_read], timeout=2)
+        leftovers.remove_scratch_of(process.pid)
         return code
 
     def stop(self) -> None:
@@ -172,12 +190,17 @@ class ValidateKeeper:
             self._stopped = process
             if process.returncode is None:
                 _kill(process)
+            # Its copy of the notebook's folder is in the server's in-memory /tmp: gone at once, not at
+            # the next press. (Once the child has exited; the event loop may still be reaping it.)
+            self._removing = asyncio.get_running_loop().create_task(_remove_scratch(process))
 
     async def close(self) -> None:
         """``stop``, and wait until the child is gone (for an event loop that ends next)."""
         self.stop()
         if self._stopped is not None:
             await self._stopped.wait()
+        if self._removing is not None:
+            await self._removing
         if self._stderr_read is not None:
             await asyncio.wait([self._stderr_read], timeout=2)
 
@@ -185,11 +208,21 @@ class ValidateKeeper:
 async def _read_lines(process: asyncio.subprocess.Process, into: collections.deque[str],
                       log: logging.Logger) -> None:
     assert process.stderr is not None
-    with contextlib.suppress(ValueError):  # a line beyond the limit ends the reading, not the server
-        while line := await process.stderr.readline():
-            text = line.decode(errors="replace").rstrip()
-            into.append(text)
-            log.info("Validate (pid %d): %s", process.pid, text[:500])
+    while True:
+        try:
+            line = await process.stderr.readline()
+        except ValueError:  # a line beyond the limit: asyncio dropped it; read on
+            line = b"[a line too long to keep]\n"
+        if not line:
+            return
+        text = line.decode(errors="replace").rstrip()
+        into.append(text)
+        log.info("Validate (pid %d): %s", process.pid, text[:500])
+
+
+async def _remove_scratch(process: asyncio.subprocess.Process) -> None:
+    await process.wait()
+    leftovers.remove_scratch_of(process.pid)
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
