@@ -1,10 +1,19 @@
-"""Validate with a kernel template copies the notebook's folder for its kernel: never one that cannot be copied."""
+"""Validate with a kernel template: the folders it copies for a forked kernel, and machines without the sandbox.
+
+A forked kernel gets a copy of the notebook's folder, as grading's kernels
+do: never a folder that cannot be copied.  Where the sandbox's modules cannot
+even be imported (Windows has no ``fcntl``), the course's configuration,
+which every nbgrader command loads, must load all the same.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
+from grader.course import ROOT
 from grader.engine.validate import COPY_BYTES, COPY_ENTRIES, _not_to_copy
 
 
@@ -45,3 +54,15 @@ def test_a_folder_with_a_named_pipe_or_a_socket_is_not(tmp_path):
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(tmp_path / "sock"))
         assert _not_to_copy(tmp_path) == f"{tmp_path / 'sock'} is not a plain file"
+
+
+def test_the_course_configuration_loads_where_the_sandbox_cannot(tmp_path):
+    script = ("import sys\n"
+              "sys.modules['fcntl'] = None  # as on Windows: importing it fails\n"
+              "from traitlets.config.loader import PyFileConfigLoader\n"
+              "config = PyFileConfigLoader('nbgrader_config.py', path=sys.argv[1]).load_config()\n"
+              "print(config.ValidateExecute.get('template', 'default'))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "default"
