@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import textwrap
 from pathlib import Path
 from time import monotonic
@@ -157,7 +158,8 @@ class ValidateExecute(Execute):
 
             check_available()
             return True
-        except (ImportError, RuntimeError) as err:  # SandboxUnavailable, or not Linux at all
+        # SandboxUnavailable (a RuntimeError), a probe that hung, or not Linux at all.
+        except (ImportError, RuntimeError, OSError, subprocess.SubprocessError) as err:
             if not ValidateExecute._no_sandbox_said:
                 ValidateExecute._no_sandbox_said = True
                 self.log.warning("Kernel template not used, each kernel starts as usual: %s",
