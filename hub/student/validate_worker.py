@@ -21,7 +21,7 @@ import sys
 import traceback
 from typing import IO
 
-# Starts every answer line in ``--serve``: whatever a library prints on stdout cannot pass for one.
+# Starts every answer line in ``--serve``, so that what libraries print on stdout is told from the answers.
 ANSWER = "unet-validate-answer "
 
 
