@@ -39,8 +39,6 @@ from jupyter_server.utils import url_path_join
 from nbgrader import __version__ as nbgrader_version
 from tornado import web
 
-from grader.engine import leftovers
-
 from .validate_worker import ANSWER
 
 SECONDS = int(os.environ.get("UNET_VALIDATE_SECONDS", "120"))
@@ -91,7 +89,6 @@ class ValidateKeeper:
         self._idle: asyncio.TimerHandle | None = None
         self._stopped: asyncio.subprocess.Process | None = None
         self._asked = 0
-        self._removing: asyncio.Task | None = None
 
     async def validate(self, path: Path, seconds: float) -> dict:
         """Validate the notebook at ``path`` in the child; the answer nbgrader's front end expects."""
@@ -177,7 +174,6 @@ class ValidateKeeper:
             code = await process.wait()
         if self._stderr_read is not None:
             await asyncio.wait([self._stderr_read], timeout=2)
-        leftovers.remove_scratch_of(process.pid)
         return code
 
     def stop(self) -> None:
@@ -190,17 +186,12 @@ class ValidateKeeper:
             self._stopped = process
             if process.returncode is None:
                 _kill(process)
-            # Its copy of the notebook's folder is in the server's in-memory /tmp: gone at once, not at
-            # the next press. (Once the child has exited; the event loop may still be reaping it.)
-            self._removing = asyncio.get_running_loop().create_task(_remove_scratch(process))
 
     async def close(self) -> None:
         """``stop``, and wait until the child is gone (for an event loop that ends next)."""
         self.stop()
         if self._stopped is not None:
             await self._stopped.wait()
-        if self._removing is not None:
-            await self._removing
         if self._stderr_read is not None:
             await asyncio.wait([self._stderr_read], timeout=2)
 
@@ -218,11 +209,6 @@ async def _read_lines(process: asyncio.subprocess.Process, into: collections.deq
         text = line.decode(errors="replace").rstrip()
         into.append(text)
         log.info("Validate (pid %d): %s", process.pid, text[:500])
-
-
-async def _remove_scratch(process: asyncio.subprocess.Process) -> None:
-    await process.wait()
-    leftovers.remove_scratch_of(process.pid)
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
