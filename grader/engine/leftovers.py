@@ -86,26 +86,13 @@ def _own_folder(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
 
 
-def _process_gone(folder: Path) -> bool:
-    """Whether the process that made ``folder`` (its id is in the name) no longer exists."""
-    try:
-        os.kill(int(folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, OSError):  # another user's process of that id is alive (EPERM)
-        return False
-    return False
-
-
 def sweep_scratch(where: Path | None = None) -> list[Path]:
     """Remove the scratch folders of killed gradings from ``where`` (the temporary folder); the ones removed."""
     removed = []
     for folder in Path(where or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
         if not _SCRATCH_NAME.fullmatch(folder.name) or not _own_folder(folder):
             continue
-        # The grace period covers a folder whose maker has not locked it yet; a maker that is gone never will
-        # (a killed Validate child, say), so its folder goes at once.
-        lock = take_abandoned(folder, now=float("inf") if _process_gone(folder) else None)
+        lock = take_abandoned(folder)
         if lock is None:
             continue
         try:
