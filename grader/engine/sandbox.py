@@ -310,7 +310,7 @@ def ready_template(data_dir: Path | None, log: Any, timeout: float = TEMPLATE_ST
     the kernels start cold later and the first of them logs why.
     """
     try:
-        template_for((str(data_dir),), lambda: template_command(data_dir), log, timeout)
+        _template(data_dir, log, timeout)
     except TemplateUnavailable:
         pass
 
@@ -323,8 +323,8 @@ def start_template_ahead(data_dir: Path | None) -> bool:
     return start_ahead((str(data_dir),), lambda: template_command(data_dir))
 
 
-def _template(data_dir: Path | None, log: Any) -> KernelTemplate:
-    return template_for((str(data_dir),), lambda: template_command(data_dir), log)
+def _template(data_dir: Path | None, log: Any, timeout: float = TEMPLATE_START_SECONDS) -> KernelTemplate:
+    return template_for((str(data_dir),), lambda: template_command(data_dir), log, timeout)
 
 
 def fork_request(limits: Limits, data_dir: Path | None, kernel_cmd: list[str]) -> dict[str, Any]:
