@@ -172,3 +172,28 @@ def test_an_over_size_submission_gets_a_sentence_and_nothing_is_lost(tmp_path, i
     inbound = inbound.parent / "course" / "inbound"
     assert list(inbound.iterdir()) == []  # nothing half-submitted
     assert (work / "model.keras").stat().st_size == 5_000_000  # and nothing of hers touched
+
+
+def test_a_scan_that_queues_a_submission_rings_the_workers_and_a_quiet_one_does_not(tmp_path, inbound, accounts):
+    from hub.grade_on_submit.policy import FILE_NAME
+    from hub.grade_on_submit.service import GradingService
+    from hub.grade_on_submit.settings import Settings
+
+    _, ben = accounts
+    (tmp_path / FILE_NAME).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / FILE_NAME).write_text(json.dumps({"hw": {"grade_on_submit": True}}))
+    service = GradingService(Settings(tmp_path, inbound, f"sqlite:///{tmp_path / 'queue.sqlite'}"))
+    bell = service.doorbells.new("worker-1")
+    os.set_blocking(bell, False)
+    try:
+        service.scan()
+        with pytest.raises(BlockingIOError):
+            os.read(bell, 16)  # nothing queued, nothing rung
+        submitted = as_account(ben, SUBMIT, str(inbound), ben)
+        assert submitted.returncode == 0, submitted.stderr
+        service.scan()
+        assert os.read(bell, 16) == b"!"
+        assert [r.folder for r in service.queue.all()] == [submitted.stdout.strip()]
+    finally:
+        service.stop()
+        os.close(bell)

@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 from hub.grade_on_submit import extensions, views
 from hub.grade_on_submit.dask_workers import DaskWorkers
+from hub.grade_on_submit.doorbell import VARIABLE as DOORBELL
+from hub.grade_on_submit.doorbell import Doorbells
 from hub.grade_on_submit.inbox import Inbox
 from hub.grade_on_submit.pipeline import due_date
 from hub.grade_on_submit.policy import PolicyFile
@@ -37,6 +39,7 @@ log = logging.getLogger("grade_on_submit")
 PRIVATE = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_OAUTH_CALLBACK_URL")
 DUE_DATE_SECONDS = 10.0
 RELEASE_RETRY_SECONDS = 300.0
+SCAN_MILLISECONDS = 100
 
 
 class GradingService:
@@ -49,6 +52,7 @@ class GradingService:
         self.policies = PolicyFile(settings.policy_path)
         self.inbox = Inbox(settings.exchange_inbound, self.queue, self.policies)
         self.workers: dict[str, subprocess.Popen] = {}
+        self.doorbells = Doorbells()
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         self.course_id = os.environ.get("UNET_GRADING_COURSE_ID", settings.course_root.name)
         self.cookie_secret = os.urandom(32)
@@ -130,9 +134,13 @@ class GradingService:
                 continue
             if process is not None:
                 log.error("%s stopped (exit status %s); starting it again", name, process.returncode)
-            self.workers[name] = subprocess.Popen(
-                [sys.executable, "-m", "hub.grade_on_submit.worker", name], cwd=self.settings.course_root,
-                env=self.worker_environment())
+            bell = self.doorbells.new(name)
+            try:
+                self.workers[name] = subprocess.Popen(
+                    [sys.executable, "-m", "hub.grade_on_submit.worker", name], cwd=self.settings.course_root,
+                    env={**self.worker_environment(), DOORBELL: str(bell)}, pass_fds=(bell,))
+            finally:
+                os.close(bell)
 
     def release_after_due(self) -> None:
         """Release the feedback held back until the due date, once the student's own has passed (``release_due``).
@@ -172,14 +180,18 @@ class GradingService:
 
     def scan(self) -> None:
         try:
-            for folder in self.inbox.scan():
+            queued = list(self.inbox.scan())
+            for folder in queued:
                 log.info("queued %s", folder)
+            if queued:
+                self.doorbells.ring()
         except OSError as error:
             log.error("cannot read the exchange's inbound folder: %s", error)
 
     def stop(self) -> None:
-        for process in self.workers.values():
+        for name, process in self.workers.items():
             process.terminate()
+            self.doorbells.close(name)
         if self.dask is not None:
             self.dask.stop()
 
@@ -195,7 +207,9 @@ def main() -> int:
     application(service).listen(url.port or 80, url.hostname or "127.0.0.1")
     service.supervise()
     service.scan()
-    PeriodicCallback(service.scan, 250).start()
+    # A scan lists nothing while the inbound folder is unchanged, so a short period costs little; it is
+    # what a submission waits before it is queued (half of it on average).
+    PeriodicCallback(service.scan, SCAN_MILLISECONDS).start()
     PeriodicCallback(service.supervise, 1000).start()
     PeriodicCallback(service.release_after_due, 15_000).start()
     log.info("grading on submit: %s, %d worker(s)", service.settings.course_root, service.settings.workers)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from grader.engine.grading import CourseSetup
+from hub.grade_on_submit.doorbell import Doorbell
 from hub.grade_on_submit.parent_death import die_with_parent
 from hub.grade_on_submit.pipeline import LeaseLost, Outcome, grade
 from hub.grade_on_submit.policy import PolicyFile
@@ -121,6 +122,7 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
     name = f"{name}@{socket.gethostname()}:{os.getpid()}"
     log.info("worker %s ready", name)
     regrades = regrade_worker(queue, settings)
+    doorbell = Doorbell.from_environment()
     # The course's checks this process holds are as old as the process, not as the end of its start-up:
     # a worker launched just before the instructor's change, and ready just after the regrade was asked
     # for, must stop too (on a busy machine its start-up took longer than the change).
@@ -135,7 +137,7 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
         if row is None:
             # Submissions first; a regrade's students when none waits.
             if not regrades.work_once(name):
-                time.sleep(settings.poll_seconds)
+                doorbell.wait(settings.poll_seconds)
             continue
         work_on(queue, settings, policies, row, name)
 
