@@ -206,8 +206,14 @@ def _assign(variables: list, values: list[np.ndarray]) -> None:
 def _random_weight(shape: tuple, rng: np.random.Generator) -> np.ndarray:
     if len(shape) <= 1:
         return rng.uniform(-0.5, 0.5, shape).astype("float32")
+    # Uniform on [-a, a) with a = sqrt(3 / fan_in): variance 1 / fan_in, so each layer's outputs stay of the
+    # size of its inputs.  Drawn in float32 and scaled in place: the millions of weights of a U-Net or of a
+    # 1024-filter block take a fifth of the time normal numbers drawn in float64 and converted took.
     fan_in = int(np.prod(shape[:-1]))
-    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype("float32")
+    values = rng.random(shape, dtype=np.float32)
+    values -= np.float32(0.5)
+    values *= np.float32(2 * np.sqrt(3 / fan_in))
+    return values
 
 
 # -- running both ----------------------------------------------------------------------
