@@ -78,6 +78,18 @@ def test_a_v2_group_gets_its_limits_and_reports_what_was_hit(tmp_path):
     assert not folder.exists()
 
 
+def test_a_kernel_forked_from_a_template_enters_its_v2_group_by_pid(tmp_path):
+    """The template's kernels are not started through ``enter_prefix``: the grader moves the forked
+    kernel's warden into the group by its pid, before any student code runs (``template.enter_group``)."""
+    from grader.engine.template import enter_group
+
+    group = V2Group.create(tmp_path, LIMITS)
+    enter_group(group)(4242)
+    assert (group.dirs["procs"] / "cgroup.procs").read_text() == "4242"
+    assert [p.name for p in tmp_path.rglob("cgroup.procs")] == ["cgroup.procs"]  # one folder on v2
+    enter_group(None)(4242)  # without whole-submission limits: no group, nothing written
+
+
 def test_a_normal_user_in_a_delegated_v2_group_moves_itself_into_a_leaf(tmp_path):
     (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
     own = tmp_path / "user.slice" / "app.scope"
