@@ -78,16 +78,21 @@ def test_a_v2_group_gets_its_limits_and_reports_what_was_hit(tmp_path):
     assert not folder.exists()
 
 
-def test_a_kernel_forked_from_a_template_enters_its_v2_group_by_pid(tmp_path):
-    """The template's kernels are not started through ``enter_prefix``: the grader moves the forked
-    kernel's warden into the group by its pid, before any student code runs (``template.enter_group``)."""
+def test_the_templates_way_into_a_group_writes_the_pid_into_a_v2_groups_one_procs_file(tmp_path):
+    """A kernel forked from a template does not start through ``enter_prefix``: the grader moves its warden
+    in by pid (``template.enter_group``, which ``KernelTemplate.fork`` calls before the kernel runs
+    anything; on this machine's v1 groups, ``tests/test_submission_limits.py`` sees forked kernels held by
+    their group's limits)."""
     from grader.engine.template import enter_group
 
     group = V2Group.create(tmp_path, LIMITS)
+    procs = group.dirs["procs"] / "cgroup.procs"
     enter_group(group)(4242)
-    assert (group.dirs["procs"] / "cgroup.procs").read_text() == "4242"
+    assert procs.read_text() == "4242"
     assert [p.name for p in tmp_path.rglob("cgroup.procs")] == ["cgroup.procs"]  # one folder on v2
+    procs.write_text("")
     enter_group(None)(4242)  # without whole-submission limits: no group, nothing written
+    assert procs.read_text() == ""
 
 
 def test_a_normal_user_in_a_delegated_v2_group_moves_itself_into_a_leaf(tmp_path):

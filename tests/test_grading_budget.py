@@ -32,7 +32,7 @@ from tests.fault_corpus import FULL
 pytestmark = pytest.mark.serial
 
 SLEEPERS = 12
-# Two sleepers use up a cell's limit each, a third what is left of the budget, and the rest are not run.
+# One to three sleepers run (each until its cell's limit, the last until the budget is spent); the rest are not.
 BUDGET, CELL_LIMIT = 45, 15
 # Room for the replay after a stuck cell (a sandbox, TensorFlow's import, the cells) on a loaded machine.
 STUBBORN_BUDGET = 120

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import select
+import stat
 import time
 
 # The worker's environment variable that holds the number of its end of the pipe.
@@ -47,6 +48,7 @@ class Doorbells:
                 pass
 
     def close(self, worker: str) -> None:
+        """Close ``worker``'s pipe: its wait then sees the end (the service stopped it or starts another)."""
         writer = self._writers.pop(worker, None)
         if writer is not None:
             os.close(writer)
@@ -57,23 +59,32 @@ class Doorbell:
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
+        self._poll = select.poll()  # not select(): it refuses descriptors numbered 1024 or more
         if fd is not None:
             os.set_blocking(fd, False)
-            # The worker's own children (its kernel template, nbgrader's helpers) have no business with it.
+            # The worker's children (its kernel template, nbgrader's helpers) have no business with it.
             os.set_inheritable(fd, False)
+            self._poll.register(fd, select.POLLIN)
 
     @classmethod
     def from_environment(cls) -> Doorbell:
-        value = os.environ.get(VARIABLE, "")
-        return cls(int(value) if value.isdigit() else None)
+        """The pipe the service named in ``UNET_GRADING_DOORBELL``, taken out of the environment so that no
+        child inherits the name; no pipe (the worker polls) when there is none or the number is not a pipe."""
+        value = os.environ.pop(VARIABLE, "")
+        if not value.isdigit():
+            return cls(None)
+        try:
+            is_pipe = stat.S_ISFIFO(os.fstat(int(value)).st_mode)
+        except OSError:
+            is_pipe = False
+        return cls(int(value) if is_pipe else None)
 
     def wait(self, seconds: float) -> bool:
         """Wait until rung or ``seconds`` passed; whether it was rung (every ring so far is used up)."""
         if self.fd is None:
             time.sleep(seconds)
             return False
-        readable, _, _ = select.select([self.fd], [], [], seconds)
-        if not readable:
+        if not self._poll.poll(seconds * 1000):
             return False
         try:
             # EOF (the service is gone) reads b"": the worker's own check of its parent ends it.

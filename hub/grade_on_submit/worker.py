@@ -100,6 +100,8 @@ _IMPORTED = time.time()
 def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = None) -> None:
     """Claim and grade submissions while ``keep_going()`` (by default: while the service that started it lives)."""
     parent = os.getppid()
+    # First, before the kernel template or any other child starts: no child gets the pipe or its number.
+    doorbell = Doorbell.from_environment()
     if keep_going is None:
         def keep_going() -> bool:
             return os.getppid() == parent
@@ -122,7 +124,6 @@ def run(name: str, settings: Settings, keep_going: Callable[[], bool] | None = N
     name = f"{name}@{socket.gethostname()}:{os.getpid()}"
     log.info("worker %s ready", name)
     regrades = regrade_worker(queue, settings)
-    doorbell = Doorbell.from_environment()
     # The course's checks this process holds are as old as the process, not as the end of its start-up:
     # a worker launched just before the instructor's change, and ready just after the regrade was asked
     # for, must stop too (on a busy machine its start-up took longer than the change).
