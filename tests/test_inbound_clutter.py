@@ -180,7 +180,6 @@ def test_a_scan_that_queues_a_submission_rings_the_workers_and_a_quiet_one_does_
     from hub.grade_on_submit.settings import Settings
 
     _, ben = accounts
-    (tmp_path / FILE_NAME).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / FILE_NAME).write_text(json.dumps({"hw": {"grade_on_submit": True}}))
     service = GradingService(Settings(tmp_path, inbound, f"sqlite:///{tmp_path / 'queue.sqlite'}"))
     bell = service.doorbells.new("worker-1")
